@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest'
+import { EnvError, loadConfig, parseServers } from './config.js'
+
+describe('loadConfig', () => {
+  it('runs on defaults alone', () => {
+    expect(loadConfig({})).toEqual({
+      port: 5000,
+      host: '0.0.0.0',
+      storeBackend: 'memory',
+      memcacheServers: ['127.0.0.1:11211'],
+      rateLimit: 100,
+      windowSeconds: 3600,
+      bucketSeconds: 1,
+      failureMode: 'open',
+      trustProxyHops: 0,
+      logLevel: 'info',
+    })
+  })
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      HOST: '127.0.0.1',
+      STORE_BACKEND: 'memcache',
+      MEMCACHE_CONNECTION_STRING: 'cache-a:11211, [::1]:11212',
+      RATE_LIMIT: '10',
+      RATE_WINDOW_SECONDS: '60',
+      RATE_BUCKET_SECONDS: '5',
+      STORE_FAILURE_MODE: 'closed',
+      TRUST_PROXY: '2',
+      LOG_LEVEL: 'warn',
+    })
+    expect(config).toMatchObject({
+      port: 8080,
+      host: '127.0.0.1',
+      storeBackend: 'memcache',
+      memcacheServers: ['cache-a:11211', '[::1]:11212'],
+      rateLimit: 10,
+      windowSeconds: 60,
+      bucketSeconds: 5,
+      failureMode: 'closed',
+      trustProxyHops: 2,
+      logLevel: 'warn',
+    })
+  })
+
+  it('treats TRUST_PROXY=false as off', () => {
+    expect(loadConfig({ TRUST_PROXY: 'false' }).trustProxyHops).toBe(0)
+  })
+
+  it('names the variable, the value and what is allowed', () => {
+    expect(() => loadConfig({ RATE_BUCKET_SECONDS: '7' })).toThrow(
+      'Invalid RATE_BUCKET_SECONDS="7": expected a divisor of RATE_WINDOW_SECONDS (3600)',
+    )
+    expect(() => loadConfig({ PORT: '70000' })).toThrow(EnvError)
+    expect(() => loadConfig({ HOST: 'bad host!' })).toThrow(/HOST/)
+    expect(() => loadConfig({ RATE_LIMIT: '-5' })).toThrow(/RATE_LIMIT="-5"/)
+  })
+})
+
+describe('parseServers', () => {
+  it('accepts host:port lists and refuses anything else', () => {
+    expect(parseServers('127.0.0.1:11211')).toEqual(['127.0.0.1:11211'])
+    expect(parseServers('a:1,b.example:2')).toEqual(['a:1', 'b.example:2'])
+    for (const bad of [
+      '',
+      'host',
+      'host:',
+      ':11211',
+      'host:0',
+      'host:99999',
+      'a:1,,b:2',
+      '::1:11211',
+      'ho st:1',
+    ]) {
+      expect(parseServers(bad)).toBeUndefined()
+    }
+  })
+})

@@ -1,0 +1,150 @@
+// Configuration from environment variables. Every variable has a default that runs; a bad value
+// is reported as one line naming the variable, the value given and what is allowed.
+
+import { isIP } from 'node:net'
+
+export type StoreBackend = 'memory' | 'memcache'
+export type FailureMode = 'open' | 'closed'
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent'
+
+export interface Config {
+  port: number
+  host: string
+  storeBackend: StoreBackend
+  /** host:port pairs from MEMCACHE_CONNECTION_STRING. */
+  memcacheServers: string[]
+  rateLimit: number
+  windowSeconds: number
+  bucketSeconds: number
+  failureMode: FailureMode
+  /** Proxies in front of the app whose X-Forwarded-For entries are trusted; 0 trusts none. */
+  trustProxyHops: number
+  logLevel: LogLevel
+}
+
+/** A bad environment variable; the message is the one line printed at start. */
+export class EnvError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly value: string,
+    readonly expected: string,
+  ) {
+    super(`Invalid ${variable}=${JSON.stringify(value)}: expected ${expected}`)
+    this.name = 'EnvError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name]
+  return value === undefined || value.trim() === '' ? undefined : value.trim()
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name)
+  if (raw === undefined) {
+    return fallback
+  }
+  const value = /^\d+$/.test(raw) ? Number(raw) : NaN
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new EnvError(name, raw, `a whole number from ${min} to ${max}`)
+  }
+  return value
+}
+
+function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const raw = read(env, name)
+  if (raw === undefined) {
+    return fallback
+  }
+  const value = raw.toLowerCase() as T
+  if (!allowed.includes(value)) {
+    throw new EnvError(name, raw, `one of ${allowed.join(', ')}`)
+  }
+  return value
+}
+
+const HOSTNAME =
+  /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
+
+/** Parses `host:port[,host:port...]`; IPv6 hosts go in brackets: `[::1]:11211`. */
+export function parseServers(raw: string): string[] | undefined {
+  const servers = raw.split(',').map((s) => s.trim())
+  for (const server of servers) {
+    const match = /^(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(server)
+    if (match === null) {
+      return undefined
+    }
+    const [, host = '', port = ''] = match
+    const bare = host.startsWith('[') ? host.slice(1, -1) : host
+    const validHost = host.startsWith('[')
+      ? isIP(bare) === 6
+      : isIP(bare) === 4 || HOSTNAME.test(bare)
+    if (!validHost || Number(port) < 1 || Number(port) > 65535) {
+      return undefined
+    }
+  }
+  return servers
+}
+
+/** Reads the configuration; throws an EnvError for the first bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const port = integer(env, 'PORT', 5000, 0, 65535)
+  const host = read(env, 'HOST') ?? '0.0.0.0'
+  if (isIP(host) === 0 && !HOSTNAME.test(host)) {
+    throw new EnvError('HOST', host, 'an IP address or a host name to listen on')
+  }
+  const storeBackend = oneOf<StoreBackend>(env, 'STORE_BACKEND', 'memory', ['memory', 'memcache'])
+  const rawServers = read(env, 'MEMCACHE_CONNECTION_STRING') ?? '127.0.0.1:11211'
+  const memcacheServers = parseServers(rawServers)
+  if (memcacheServers === undefined) {
+    throw new EnvError(
+      'MEMCACHE_CONNECTION_STRING',
+      rawServers,
+      'host:port[,host:port...] with ports 1-65535, IPv6 hosts in brackets',
+    )
+  }
+  const rateLimit = integer(env, 'RATE_LIMIT', 100, 1, 1_000_000_000)
+  const windowSeconds = integer(env, 'RATE_WINDOW_SECONDS', 3600, 1, 31_536_000)
+  const bucketSeconds = integer(env, 'RATE_BUCKET_SECONDS', 1, 1, windowSeconds)
+  if (windowSeconds % bucketSeconds !== 0) {
+    throw new EnvError(
+      'RATE_BUCKET_SECONDS',
+      String(bucketSeconds),
+      `a divisor of RATE_WINDOW_SECONDS (${windowSeconds})`,
+    )
+  }
+  const failureMode = oneOf<FailureMode>(env, 'STORE_FAILURE_MODE', 'open', ['open', 'closed'])
+  const rawTrust = read(env, 'TRUST_PROXY')
+  let trustProxyHops = 0
+  if (rawTrust !== undefined && !['false', 'off', 'no', '0'].includes(rawTrust.toLowerCase())) {
+    trustProxyHops = /^\d+$/.test(rawTrust) ? Number(rawTrust) : NaN
+    if (!Number.isSafeInteger(trustProxyHops) || trustProxyHops < 1 || trustProxyHops > 32) {
+      throw new EnvError(
+        'TRUST_PROXY',
+        rawTrust,
+        'unset, false, or the number of proxies in front of the app (1 to 32)',
+      )
+    }
+  }
+  const logLevel = oneOf<LogLevel>(env, 'LOG_LEVEL', 'info', [
+    'debug',
+    'info',
+    'warn',
+    'error',
+    'silent',
+  ])
+  return {
+    port,
+    host,
+    storeBackend,
+    memcacheServers,
+    rateLimit,
+    windowSeconds,
+    bucketSeconds,
+    failureMode,
+    trustProxyHops,
+    logLevel,
+  }
+}

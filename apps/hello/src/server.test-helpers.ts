@@ -1,0 +1,103 @@
+// Test helpers: start the built server as a real process and talk to it over HTTP.
+
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+export const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+
+export interface RunningServer {
+  url: string
+  port: number
+  process: ChildProcess
+  output: () => string
+  /** Sends a signal and resolves with the exit code. */
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>
+}
+
+export interface Exited {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs the server until it exits by itself (e.g. refusing its configuration). */
+export function runToExit(env: Record<string, string>, timeoutMs = 10_000): Promise<Exited> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN], { env: { ...baseEnv(), ...env } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`server did not exit within ${timeoutMs} ms:\n${stdout}${stderr}`))
+    }, timeoutMs)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const name of ['PATH', 'HOME', 'NODE_OPTIONS', 'SYSTEMROOT']) {
+    const value = process.env[name]
+    if (value !== undefined) {
+      env[name] = value
+    }
+  }
+  return env
+}
+
+/** Starts the server on a free port and waits until it listens. */
+export function startServer(
+  env: Record<string, string> = {},
+  timeoutMs = 10_000,
+): Promise<RunningServer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN], {
+      env: { ...baseEnv(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    })
+    let out = ''
+    let started = false
+    const exited = new Promise<number | null>((done) => {
+      child.on('exit', (code) => {
+        done(code)
+      })
+    })
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`server did not start within ${timeoutMs} ms:\n${out}`))
+    }, timeoutMs)
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      const match = /"msg":"listening".*?"port":(\d+)/.exec(out)
+      if (!started && match !== null) {
+        started = true
+        clearTimeout(timer)
+        const port = Number(match[1])
+        resolve({
+          url: `http://127.0.0.1:${port}`,
+          port,
+          process: child,
+          output: () => out,
+          stop: (signal = 'SIGTERM') => {
+            if (child.exitCode === null && child.signalCode === null) {
+              child.kill(signal)
+            }
+            return exited
+          },
+        })
+      }
+    })
+    child.on('exit', (code) => {
+      if (!started) {
+        clearTimeout(timer)
+        reject(new Error(`server exited with ${code} before listening:\n${out}`))
+      }
+    })
+  })
+}

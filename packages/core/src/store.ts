@@ -1,0 +1,44 @@
+// The store contract: batched atomic counters with a time to live.
+//
+// A counter is named by a key (one requester of one limiter) and a slot (a whole number the
+// limiter chooses: fine buckets are counted in slots >= 0, coarse groups of buckets in slots
+// < 0). A store does one round trip per `update` call, so a limiter decision costs one round
+// trip however many counters it touches.
+
+/** Adds `amount` (which may be negative) to one counter. */
+export interface SlotIncrement {
+  readonly slot: number
+  readonly amount: number
+}
+
+/** Atomic counters shared by every limiter that uses the store. */
+export interface Store {
+  /** A short name for logs and health reports, e.g. `memory` or `memcache`. */
+  readonly name: string
+
+  /**
+   * In one round trip: applies every increment to its counter of `key`, then reads the `reads`
+   * counters of `key`.
+   *
+   * - A missing counter is created at 0 before the increment, and lives `ttlSeconds` from its
+   *   creation (later increments do not extend it). An expired counter is missing.
+   * - Counters never go below 0: a decrement stops at 0.
+   * - Each increment is atomic: N parallel increments of 1 add exactly N.
+   * - A missing counter reads as 0.
+   *
+   * Resolves with the new value of each incremented counter, in order, followed by the value of
+   * each read counter, in order. Rejects with a `StoreError` when the store cannot answer.
+   */
+  update(
+    key: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    ttlSeconds: number,
+  ): Promise<number[]>
+
+  /** Checks that the store answers; rejects with a `StoreError` when it does not. */
+  ping(): Promise<void>
+
+  /** Releases connections and timers. The store is not used after this. */
+  close(): Promise<void>
+}

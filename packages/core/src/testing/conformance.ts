@@ -1,0 +1,171 @@
+// The store conformance suite: every Store implementation runs it against a real backend.
+// It pins down the contract in store.ts: creation at zero, ordering of results, isolation,
+// atomic parallel increments, decrements that stop at zero, expiry and close.
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { StoreError } from '../errors.js'
+import type { Store } from '../store.js'
+
+/** How the suite makes stores and lets time pass for them. */
+export interface ConformanceHarness {
+  /** Makes a fresh store; each test gets its own and closes it. */
+  create: () => Store | Promise<Store>
+  /**
+   * Lets `seconds` pass for the store: a fake clock advanced, or a real sleep for a store
+   * whose backend keeps its own time.
+   */
+  advance: (seconds: number) => Promise<void>
+  /** Parallel increments in the concurrency test. Defaults to `200`. */
+  parallel?: number
+}
+
+let unique = 0
+/** A key no other test (or earlier run against the same backend) has used. */
+function freshKey(label: string): string {
+  unique += 1
+  return `conformance:${label}:${process.pid}:${Date.now()}:${unique}`
+}
+
+/**
+ * Registers the conformance tests for a store.
+ *
+ * @example
+ * ```ts
+ * import { describeStoreConformance } from '@slidelimit/core/testing'
+ * describeStoreConformance('MemoryStore', { create: () => new MemoryStore({ now }), advance })
+ * ```
+ */
+export function describeStoreConformance(name: string, harness: ConformanceHarness): void {
+  describe(`${name} conforms to the Store contract`, () => {
+    let store: Store
+
+    beforeEach(async () => {
+      store = await harness.create()
+    })
+
+    afterEach(async () => {
+      await store.close()
+    })
+
+    it('reads a counter that was never written as 0', async () => {
+      const key = freshKey('fresh')
+      expect(await store.update(key, [], [0, 1, 12345, -1, -7], 60)).toEqual([0, 0, 0, 0, 0])
+    })
+
+    it('returns the new value of each increment', async () => {
+      const key = freshKey('increment')
+      expect(await store.update(key, [{ slot: 5, amount: 1 }], [], 60)).toEqual([1])
+      expect(await store.update(key, [{ slot: 5, amount: 2 }], [], 60)).toEqual([3])
+      expect(await store.update(key, [{ slot: 5, amount: 4 }], [5], 60)).toEqual([7, 7])
+    })
+
+    it('answers increments first, then reads, each in the order asked', async () => {
+      const key = freshKey('order')
+      await store.update(
+        key,
+        [
+          { slot: 1, amount: 10 },
+          { slot: 2, amount: 20 },
+        ],
+        [],
+        60,
+      )
+      const values = await store.update(
+        key,
+        [
+          { slot: 3, amount: 3 },
+          { slot: -1, amount: 4 },
+        ],
+        [2, 9, 1, 3, -1],
+        60,
+      )
+      expect(values).toEqual([3, 4, 20, 0, 10, 3, 4])
+    })
+
+    it('keeps counters of different keys and slots apart', async () => {
+      const a = freshKey('a')
+      const b = freshKey('b')
+      await store.update(a, [{ slot: 7, amount: 2 }], [], 60)
+      await store.update(b, [{ slot: 7, amount: 5 }], [], 60)
+      await store.update(a, [{ slot: -8, amount: 3 }], [], 60)
+      expect(await store.update(a, [], [7, -8, 8, -7], 60)).toEqual([2, 3, 0, 0])
+      expect(await store.update(b, [], [7, -8], 60)).toEqual([5, 0])
+    })
+
+    it('accepts any key: long, non-ASCII, with spaces and control characters', async () => {
+      const keys = [
+        freshKey('x'.repeat(2000)),
+        freshKey('2001:db8::1 \u00e9\u4e2d\u{1f600}'),
+        freshKey('tab\there\nnewline\r\u0000nul'),
+      ]
+      for (const [i, key] of keys.entries()) {
+        await store.update(key, [{ slot: 1, amount: i + 1 }], [], 60)
+      }
+      for (const [i, key] of keys.entries()) {
+        expect(await store.update(key, [], [1], 60)).toEqual([i + 1])
+      }
+    })
+
+    it('stops a decrement at 0 and creates a decremented counter at 0', async () => {
+      const key = freshKey('decrement')
+      await store.update(key, [{ slot: 1, amount: 2 }], [], 60)
+      expect(await store.update(key, [{ slot: 1, amount: -1 }], [], 60)).toEqual([1])
+      expect(await store.update(key, [{ slot: 1, amount: -5 }], [], 60)).toEqual([0])
+      expect(await store.update(key, [{ slot: 2, amount: -1 }], [2], 60)).toEqual([0, 0])
+      expect(await store.update(key, [{ slot: 1, amount: 1 }], [], 60)).toEqual([1])
+    })
+
+    it('sums parallel increments exactly', async () => {
+      const key = freshKey('parallel')
+      const n = harness.parallel ?? 200
+      const results = await Promise.all(
+        Array.from({ length: n }, () =>
+          store.update(
+            key,
+            [
+              { slot: 3, amount: 1 },
+              { slot: -1, amount: 1 },
+            ],
+            [],
+            60,
+          ),
+        ),
+      )
+      // Every increment saw a distinct value: none was lost or applied twice.
+      const seen = results.map((r) => r[0]).sort((x = 0, y = 0) => x - y)
+      expect(seen).toEqual(Array.from({ length: n }, (_, i) => i + 1))
+      expect(await store.update(key, [], [3, -1], 60)).toEqual([n, n])
+    })
+
+    it('drops a counter once its time to live has passed', async () => {
+      const key = freshKey('expiry')
+      await store.update(key, [{ slot: 1, amount: 3 }], [], 1)
+      await store.update(key, [{ slot: 2, amount: 4 }], [], 30)
+      expect(await store.update(key, [], [1, 2], 1)).toEqual([3, 4])
+      await harness.advance(2.5)
+      expect(await store.update(key, [], [1, 2], 1)).toEqual([0, 4])
+      expect(await store.update(key, [{ slot: 1, amount: 1 }], [], 30)).toEqual([1])
+    })
+
+    it('keeps the time to live set when a counter was created', async () => {
+      const key = freshKey('ttl-kept')
+      await store.update(key, [{ slot: 1, amount: 1 }], [], 2)
+      await harness.advance(1.5)
+      await store.update(key, [{ slot: 1, amount: 1 }], [], 2)
+      await harness.advance(2)
+      expect(await store.update(key, [], [1], 2)).toEqual([0])
+    })
+
+    it('answers a ping', async () => {
+      await expect(store.ping()).resolves.toBeUndefined()
+    })
+
+    it('refuses work after close with a StoreError', async () => {
+      const other = await harness.create()
+      await other.close()
+      await expect(
+        other.update(freshKey('closed'), [{ slot: 1, amount: 1 }], [], 60),
+      ).rejects.toBeInstanceOf(StoreError)
+    })
+  })
+}

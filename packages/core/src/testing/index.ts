@@ -1,0 +1,2 @@
+export { describeStoreConformance } from './conformance.js'
+export type { ConformanceHarness } from './conformance.js'

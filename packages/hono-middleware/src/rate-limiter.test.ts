@@ -1,0 +1,132 @@
+import { ConfigError, createLimiter } from '@slidelimit/core'
+import { MemoryStore } from '@slidelimit/store-memory'
+import { Hono } from 'hono'
+import { describe, expect, it } from 'vitest'
+import { rateLimiter } from './rate-limiter.js'
+import type { RateLimiterOptions } from './rate-limiter.js'
+
+const T0 = 1_700_000_000_000
+
+function appWith(options: Partial<RateLimiterOptions> = {}) {
+  let t = T0
+  const now = (): number => t
+  const store = new MemoryStore({ now, sweepIntervalMs: 0 })
+  const limiter = createLimiter({ store, now, limit: 3, windowSeconds: 60 })
+  const app = new Hono()
+  app.use(
+    rateLimiter({ limiter, keyGenerator: (c) => c.req.header('x-key') ?? 'anon', ...options }),
+  )
+  app.get('/', (c) => c.text(`Hello, world! ${c.var.rateLimit.remaining} left`))
+  return {
+    app,
+    get: (key = 'anon') => app.request('/', { headers: { 'x-key': key } }),
+    advance: (ms: number) => {
+      t += ms
+    },
+  }
+}
+
+describe('rateLimiter', () => {
+  it('admits requests up to the limit and tells handlers what remains', async () => {
+    const { get } = appWith()
+    const texts = []
+    for (let i = 0; i < 3; i++) {
+      const res = await get()
+      expect(res.status).toBe(200)
+      texts.push(await res.text())
+    }
+    expect(texts).toEqual(['Hello, world! 2 left', 'Hello, world! 1 left', 'Hello, world! 0 left'])
+  })
+
+  it('denies the request over the limit with 429, the exact wait and Retry-After', async () => {
+    const { get, advance } = appWith()
+    await get()
+    advance(20_000)
+    await get()
+    await get()
+    advance(5_000)
+    const res = await get()
+    expect(res.status).toBe(429)
+    expect(await res.text()).toBe('Rate limit exceeded. Try again in #35 seconds')
+    expect(res.headers.get('Retry-After')).toBe('35')
+    expect(res.headers.get('RateLimit')).toBe('"default";r=0;t=35')
+    expect(res.headers.get('RateLimit-Policy')).toBe('"default";q=3;w=60')
+  })
+
+  it('sends the RateLimit fields on admitted responses, t never above Retry-After', async () => {
+    const { get, advance } = appWith()
+    const first = await get()
+    expect(first.headers.get('RateLimit-Policy')).toBe('"default";q=3;w=60')
+    expect(first.headers.get('RateLimit')).toBe('"default";r=2;t=60')
+    expect(first.headers.get('Retry-After')).toBeNull()
+    advance(59_500)
+    await get()
+    await get()
+    const denied = await get()
+    const t = Number(/t=(\d+)/.exec(denied.headers.get('RateLimit') ?? '')?.[1])
+    expect(Number(denied.headers.get('Retry-After'))).toBeGreaterThanOrEqual(t)
+    expect(t).toBe(1)
+  })
+
+  it('leaves the headers off when asked', async () => {
+    const { get } = appWith({ headers: false })
+    const res = await get()
+    expect(res.headers.get('RateLimit')).toBeNull()
+    expect(res.headers.get('RateLimit-Policy')).toBeNull()
+  })
+
+  it('names the policy in the headers', async () => {
+    const { get } = appWith({ policyName: 'per-hour' })
+    expect((await get()).headers.get('RateLimit')).toBe('"per-hour";r=2;t=60')
+  })
+
+  it('answers a denial with a custom handler', async () => {
+    const { get } = appWith({
+      handler: (c, info) => c.json({ error: 'slow down', retry: info.retryAfterSeconds }, 429),
+    })
+    for (let i = 0; i < 3; i++) {
+      await get()
+    }
+    const res = await get()
+    expect(res.status).toBe(429)
+    expect(await res.json()).toEqual({ error: 'slow down', retry: 60 })
+    expect(res.headers.get('Retry-After')).toBe('60')
+  })
+
+  it('keys by the connection address by default, IPv4-mapped IPv6 as IPv4', async () => {
+    const store = new MemoryStore({ sweepIntervalMs: 0 })
+    const app = new Hono()
+    app.use(rateLimiter({ store, limit: 1, windowSeconds: 60 }))
+    app.get('/', (c) => c.text(c.var.rateLimit.key))
+    const from = (remoteAddress: string, xff?: string) =>
+      app.request(
+        '/',
+        { headers: xff === undefined ? {} : { 'x-forwarded-for': xff } },
+        { incoming: { socket: { remoteAddress } } },
+      )
+    const first = await from('::ffff:198.51.100.4', '1.2.3.4')
+    expect(await first.text()).toBe('198.51.100.4')
+    // The same client through another representation, and a forged header: still denied.
+    expect((await from('198.51.100.4', '5.6.7.8')).status).toBe(429)
+    expect((await from('198.51.100.5')).status).toBe(200)
+    await store.close()
+  })
+
+  it('refuses unknown or contradictory options with a ConfigError', () => {
+    const store = new MemoryStore({ sweepIntervalMs: 0 })
+    const limiter = createLimiter({ store })
+    const bad: unknown[] = [
+      {},
+      { store, limitt: 5 },
+      { store, limiter },
+      { limiter, limit: 5 },
+      { store, policyName: 'has "quotes"' },
+      { store, headers: 'yes' },
+      { store, keyGenerator: 'ip' },
+      { store, limit: 0 },
+    ]
+    for (const options of bad) {
+      expect(() => rateLimiter(options as RateLimiterOptions)).toThrow(ConfigError)
+    }
+  })
+})
