@@ -1,5 +1,6 @@
 // The hello app: GET / behind the rate limiter, GET /healthz outside it, and access logs.
 
+import { FailoverStore } from '@slidelimit/core'
 import type { SlidingWindowLimiter, Store } from '@slidelimit/core'
 import { rateLimiter } from '@slidelimit/hono-middleware'
 import type { RateLimitInfo } from '@slidelimit/hono-middleware'
@@ -59,7 +60,12 @@ export function createApp({ config, limiter, store, logger }: AppParts): Hono {
     }
     return c.json({
       status: 'ok',
-      store: { backend: config.storeBackend, state, ...(error !== undefined && { error }) },
+      store: {
+        backend: config.storeBackend,
+        state,
+        ...(store instanceof FailoverStore && { failureMode: store.mode }),
+        ...(error !== undefined && { error }),
+      },
     })
   })
 

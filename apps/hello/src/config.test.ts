@@ -8,6 +8,7 @@ describe('loadConfig', () => {
       host: '0.0.0.0',
       storeBackend: 'memory',
       memcacheServers: ['127.0.0.1:11211'],
+      memcacheTimeoutMs: 50,
       rateLimit: 100,
       windowSeconds: 3600,
       bucketSeconds: 1,

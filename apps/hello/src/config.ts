@@ -2,6 +2,7 @@
 // is reported as one line naming the variable, the value given and what is allowed.
 
 import { isIP } from 'node:net'
+import { formatServer, parseConnectionString } from '@slidelimit/store-memcache'
 
 export type StoreBackend = 'memory' | 'memcache'
 export type FailureMode = 'open' | 'closed'
@@ -13,6 +14,8 @@ export interface Config {
   storeBackend: StoreBackend
   /** host:port pairs from MEMCACHE_CONNECTION_STRING. */
   memcacheServers: string[]
+  /** Deadline of every memcached call, from MEMCACHE_TIMEOUT_MS. */
+  memcacheTimeoutMs: number
   rateLimit: number
   windowSeconds: number
   bucketSeconds: number
@@ -68,24 +71,13 @@ function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: r
 const HOSTNAME =
   /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
 
-/** Parses `host:port[,host:port...]`; IPv6 hosts go in brackets: `[::1]:11211`. */
+/** Parses `host:port[,host:port...]` (IPv6 hosts in brackets), or undefined when malformed. */
 export function parseServers(raw: string): string[] | undefined {
-  const servers = raw.split(',').map((s) => s.trim())
-  for (const server of servers) {
-    const match = /^(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(server)
-    if (match === null) {
-      return undefined
-    }
-    const [, host = '', port = ''] = match
-    const bare = host.startsWith('[') ? host.slice(1, -1) : host
-    const validHost = host.startsWith('[')
-      ? isIP(bare) === 6
-      : isIP(bare) === 4 || HOSTNAME.test(bare)
-    if (!validHost || Number(port) < 1 || Number(port) > 65535) {
-      return undefined
-    }
+  try {
+    return parseConnectionString(raw).map(formatServer)
+  } catch {
+    return undefined
   }
-  return servers
 }
 
 /** Reads the configuration; throws an EnvError for the first bad variable. */
@@ -105,6 +97,7 @@ export function loadConfig(env: Env = process.env): Config {
       'host:port[,host:port...] with ports 1-65535, IPv6 hosts in brackets',
     )
   }
+  const memcacheTimeoutMs = integer(env, 'MEMCACHE_TIMEOUT_MS', 50, 1, 60_000)
   const rateLimit = integer(env, 'RATE_LIMIT', 100, 1, 1_000_000_000)
   const windowSeconds = integer(env, 'RATE_WINDOW_SECONDS', 3600, 1, 31_536_000)
   const bucketSeconds = integer(env, 'RATE_BUCKET_SECONDS', 1, 1, windowSeconds)
@@ -140,6 +133,7 @@ export function loadConfig(env: Env = process.env): Config {
     host,
     storeBackend,
     memcacheServers,
+    memcacheTimeoutMs,
     rateLimit,
     windowSeconds,
     bucketSeconds,

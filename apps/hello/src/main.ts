@@ -2,13 +2,15 @@
 // SIGTERM / SIGINT (stop accepting, finish in-flight requests, close the store, exit 0).
 
 import { serve } from '@hono/node-server'
-import { createLimiter } from '@slidelimit/core'
+import { FailoverStore, createLimiter } from '@slidelimit/core'
 import type { Store } from '@slidelimit/core'
+import { MemcacheStore } from '@slidelimit/store-memcache'
 import { MemoryStore } from '@slidelimit/store-memory'
 import { createApp } from './app.js'
 import { EnvError, loadConfig } from './config.js'
 import type { Config } from './config.js'
 import { createLogger } from './logger.js'
+import type { Logger } from './logger.js'
 
 /** Milliseconds in-flight requests get to finish after a shutdown signal. */
 const DRAIN_TIMEOUT_MS = 10_000
@@ -18,13 +20,34 @@ function startupFailure(message: string): never {
   process.exit(1)
 }
 
-function createStore(config: Config): Store {
-  if (config.storeBackend === 'memcache') {
-    startupFailure(
-      'STORE_BACKEND=memcache is not available yet in this version; use STORE_BACKEND=memory',
-    )
+function createStore(config: Config, logger: Logger): Store {
+  if (config.storeBackend === 'memory') {
+    return new MemoryStore()
   }
-  return new MemoryStore()
+  const primary = new MemcacheStore({
+    servers: config.memcacheServers.join(','),
+    deadlineMs: config.memcacheTimeoutMs,
+    log: (message) => {
+      logger.debug('memjs', { message })
+    },
+  })
+  return new FailoverStore({
+    primary,
+    fallback: new MemoryStore(),
+    mode: config.failureMode,
+    onStateChange: ({ state, error, retryInMs }) => {
+      if (state === 'down') {
+        logger.warn(
+          config.failureMode === 'open'
+            ? 'memcached is down: deciding with local in-memory limits'
+            : 'memcached is down: answering 503 (STORE_FAILURE_MODE=closed)',
+          { error: error instanceof Error ? error.message : String(error), retryInMs },
+        )
+      } else {
+        logger.info('memcached is back: using the shared limits again')
+      }
+    },
+  })
 }
 
 let config: Config
@@ -38,7 +61,7 @@ try {
 }
 
 const logger = createLogger(config.logLevel)
-const store = createStore(config)
+const store = createStore(config, logger)
 const limiter = createLimiter({
   store,
   limit: config.rateLimit,
@@ -55,7 +78,13 @@ const server = serve({ fetch: app.fetch, port: config.port, hostname: config.hos
     limit: config.rateLimit,
     windowSeconds: config.windowSeconds,
     bucketSeconds: config.bucketSeconds,
+    ...(config.storeBackend === 'memcache' && {
+      memcache: config.memcacheServers,
+      failureMode: config.failureMode,
+    }),
   })
+  // Say at once whether the shared store answers; failures are logged by the store.
+  store.ping().catch(() => undefined)
 })
 
 server.on('error', (err: NodeJS.ErrnoException) => {

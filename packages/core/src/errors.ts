@@ -36,8 +36,13 @@ export class StoreError extends RateLimitError {
   /** The store's name, e.g. `memory` or `memcache`. */
   readonly store: string
 
-  constructor(store: string, message: string, options?: { cause?: unknown }) {
-    super('ERR_SLIDELIMIT_STORE', `${store} store: ${message}`, options)
+  constructor(
+    store: string,
+    message: string,
+    options?: { cause?: unknown },
+    code = 'ERR_SLIDELIMIT_STORE',
+  ) {
+    super(code, `${store} store: ${message}`, options)
     this.store = store
   }
 }

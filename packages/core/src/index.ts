@@ -2,3 +2,5 @@ export { RateLimitError, ConfigError, StoreError, describeValue } from './errors
 export type { Store, SlotIncrement } from './store.js'
 export { SlidingWindowLimiter, createLimiter, coarseSlot } from './limiter.js'
 export type { LimiterOptions, Decision } from './limiter.js'
+export { FailoverStore, StoreUnavailableError } from './failover-store.js'
+export type { FailoverStoreOptions, StoreState, StoreStateChange } from './failover-store.js'

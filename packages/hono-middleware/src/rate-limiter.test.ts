@@ -1,4 +1,5 @@
-import { ConfigError, createLimiter } from '@slidelimit/core'
+import { ConfigError, FailoverStore, StoreError, createLimiter } from '@slidelimit/core'
+import type { Store } from '@slidelimit/core'
 import { MemoryStore } from '@slidelimit/store-memory'
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
@@ -110,6 +111,40 @@ describe('rateLimiter', () => {
     expect((await from('198.51.100.4', '5.6.7.8')).status).toBe(429)
     expect((await from('198.51.100.5')).status).toBe(200)
     await store.close()
+  })
+
+  it('answers 503, never 500, when the store cannot decide', async () => {
+    const broken: Store = {
+      name: 'broken',
+      update: () => Promise.reject(new StoreError('broken', 'connection refused')),
+      ping: () => Promise.reject(new StoreError('broken', 'connection refused')),
+      close: () => Promise.resolve(),
+    }
+    const store = new FailoverStore({
+      primary: broken,
+      fallback: new MemoryStore(),
+      mode: 'closed',
+    })
+    const app = new Hono()
+    app.use(rateLimiter({ store, keyGenerator: () => 'k' }))
+    app.get('/', (c) => c.text('ok'))
+    const res = await app.request('/')
+    expect(res.status).toBe(503)
+    expect(res.headers.get('Retry-After')).toBe('1')
+    expect(await res.text()).toBe('Rate limiting is unavailable. Try again later.')
+
+    const open = new Hono()
+    const fallback = new MemoryStore({ sweepIntervalMs: 0 })
+    open.use(
+      rateLimiter({
+        store: new FailoverStore({ primary: broken, fallback }),
+        limit: 1,
+        keyGenerator: () => 'k',
+      }),
+    )
+    open.get('/', (c) => c.text('ok'))
+    expect((await open.request('/')).status).toBe(200)
+    expect((await open.request('/')).status).toBe(429)
   })
 
   it('refuses unknown or contradictory options with a ConfigError', () => {

@@ -1,7 +1,7 @@
 // The Hono middleware: one decision per request, the RateLimit header fields on every limited
 // response, and a 429 with Retry-After when the limit is reached.
 
-import { ConfigError, createLimiter, SlidingWindowLimiter } from '@slidelimit/core'
+import { ConfigError, createLimiter, SlidingWindowLimiter, StoreError } from '@slidelimit/core'
 import type { Decision, Store } from '@slidelimit/core'
 import type { Context, Env, MiddlewareHandler } from 'hono'
 import { createMiddleware } from 'hono/factory'
@@ -52,6 +52,12 @@ export interface RateLimiterOptions<E extends Env = Env> {
    * set on the context. Defaults to a `429` with `Rate limit exceeded. Try again in #N seconds`.
    */
   handler?: (c: Context<E>, info: RateLimitInfo) => Response | Promise<Response>
+  /**
+   * Builds the response when the store fails and cannot decide (a FailoverStore in `closed`
+   * mode, or a bare store that fails). Defaults to a `503` with
+   * `Rate limiting is unavailable. Try again later.` and `Retry-After: 1`.
+   */
+  unavailableHandler?: (c: Context<E>, error: StoreError) => Response | Promise<Response>
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -64,11 +70,18 @@ const KNOWN_OPTIONS = new Set([
   'policyName',
   'headers',
   'handler',
+  'unavailableHandler',
 ])
 
 /** The default denial: the original design's text, with the exact wait. */
 export function defaultDenial<E extends Env>(c: Context<E>, info: RateLimitInfo): Response {
   return c.text(`Rate limit exceeded. Try again in #${info.retryAfterSeconds} seconds`, 429)
+}
+
+/** The default answer when the store cannot decide: 503, never a 500. */
+export function defaultUnavailable<E extends Env>(c: Context<E>, _error: StoreError): Response {
+  c.header('Retry-After', '1')
+  return c.text('Rate limiting is unavailable. Try again later.', 503)
 }
 
 function defaultKey<E extends Env>(c: Context<E>): string {
@@ -107,6 +120,7 @@ export function rateLimiter<E extends Env = Env>(
     policyName = 'default',
     headers = true,
     handler = defaultDenial,
+    unavailableHandler = defaultUnavailable,
   } = options
   if (given !== undefined && store !== undefined) {
     throw new ConfigError('store', 'a store', 'either limiter or store, not both')
@@ -130,6 +144,13 @@ export function rateLimiter<E extends Env = Env>(
   if (typeof handler !== 'function') {
     throw new ConfigError('handler', handler, 'a function of the context and the decision')
   }
+  if (typeof unavailableHandler !== 'function') {
+    throw new ConfigError(
+      'unavailableHandler',
+      unavailableHandler,
+      'a function of the context and the error',
+    )
+  }
   if (typeof headers !== 'boolean') {
     throw new ConfigError('headers', headers, 'true or false')
   }
@@ -146,7 +167,15 @@ export function rateLimiter<E extends Env = Env>(
 
   return createMiddleware<E>(async (c, next) => {
     const key = await keyGenerator(c)
-    const decision = await limiter.consume(key)
+    let decision: Decision
+    try {
+      decision = await limiter.consume(key)
+    } catch (error) {
+      if (error instanceof StoreError) {
+        return unavailableHandler(c, error)
+      }
+      throw error
+    }
     const info: RateLimitInfo = { ...decision, policy: name, key }
     c.set('rateLimit', info)
     if (headers) {

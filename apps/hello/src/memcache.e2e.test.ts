@@ -1,0 +1,145 @@
+// End to end with memcached: real server processes sharing one real memcached.
+
+import { memcachedAvailable, startMemcached } from '@slidelimit/store-memcache/testing'
+import type { Memcached } from '@slidelimit/store-memcache/testing'
+import { afterEach, describe, expect, it } from 'vitest'
+import { startServer } from './server.test-helpers.js'
+import type { RunningServer } from './server.test-helpers.js'
+
+const available = memcachedAvailable()
+const running: { stop: (signal?: NodeJS.Signals) => Promise<unknown> }[] = []
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.stop('SIGKILL')))
+})
+
+async function memcached(port?: number): Promise<Memcached> {
+  const m = await startMemcached(port)
+  running.push(m)
+  return m
+}
+
+async function app(cache: Memcached, env: Record<string, string> = {}): Promise<RunningServer> {
+  const server = await startServer({
+    STORE_BACKEND: 'memcache',
+    MEMCACHE_CONNECTION_STRING: cache.address,
+    LOG_LEVEL: 'info',
+    ...env,
+  })
+  running.push(server)
+  return server
+}
+
+async function health(server: RunningServer): Promise<unknown> {
+  return (await fetch(`${server.url}/healthz`)).json()
+}
+
+describe.skipIf(!available)('the hello server with STORE_BACKEND=memcache', () => {
+  it('shares one limit between two processes', async () => {
+    const cache = await memcached()
+    const [a, b] = await Promise.all([app(cache), app(cache)])
+    for (let i = 0; i < 100; i++) {
+      const res = await fetch((i % 2 === 0 ? a : b).url)
+      expect(res.status).toBe(200)
+      expect(res.headers.get('ratelimit')).toMatch(new RegExp(`^"default";r=${99 - i};`))
+    }
+    for (const server of [a, b]) {
+      const res = await fetch(server.url)
+      expect(res.status).toBe(429)
+      expect(await res.text()).toMatch(/^Rate limit exceeded\. Try again in #\d+ seconds$/)
+    }
+    expect(await health(a)).toEqual({
+      status: 'ok',
+      store: { backend: 'memcache', state: 'up', failureMode: 'open' },
+    })
+  })
+
+  it('never admits more than the limit under concurrent load from three processes', async () => {
+    const cache = await memcached()
+    // A generous deadline: this is about the shared counters, not about failing over (where each
+    // process decides alone, by design) when a loaded machine stalls the event loop.
+    const servers = await Promise.all(
+      [1, 2, 3].map(() => app(cache, { RATE_LIMIT: '50', MEMCACHE_TIMEOUT_MS: '2000' })),
+    )
+    const statuses = await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        fetch((servers[i % 3] as RunningServer).url).then((r) => r.status),
+      ),
+    )
+    const admitted = statuses.filter((s) => s === 200).length
+    expect(statuses.every((s) => s === 200 || s === 429)).toBe(true)
+    expect(admitted).toBeLessThanOrEqual(50)
+    expect(admitted).toBeGreaterThan(0)
+    // Once the dust settles nothing more gets in, and memcached decided every request.
+    expect((await fetch((servers[0] as RunningServer).url)).status).toBe(429)
+    for (const server of servers) {
+      expect(server.output()).not.toMatch(/memcached is down/)
+    }
+  })
+
+  it('keeps answering quickly when memcached dies, and uses it again once it is back', async () => {
+    const cache = await memcached()
+    const server = await app(cache, { RATE_LIMIT: '1000' })
+    expect((await fetch(server.url)).status).toBe(200)
+    await cache.stop()
+    const slowest: number[] = []
+    for (let i = 0; i < 60; i++) {
+      const started = performance.now()
+      const res = await fetch(server.url)
+      slowest.push(performance.now() - started)
+      expect(res.status).toBe(200)
+      expect(await res.text()).toBe('Hello, world!')
+    }
+    // Deadline 50 ms, plus a few ms; generous for a shared machine.
+    expect(Math.max(...slowest)).toBeLessThan(500)
+    expect(await health(server)).toMatchObject({ store: { backend: 'memcache', state: 'down' } })
+    expect(server.output()).toMatch(/memcached is down: deciding with local in-memory limits/)
+
+    const again = await memcached(cache.port)
+    const started = Date.now()
+    // The back-off ceiling is 5 s: requests probe memcached again within it.
+    while (Date.now() - started < 8000) {
+      await fetch(server.url)
+      if (((await again.stats()).curr_items ?? 0) > 0) {
+        break
+      }
+      await sleep(100)
+    }
+    expect((await again.stats()).curr_items).toBeGreaterThan(0)
+    expect(await health(server)).toMatchObject({ store: { state: 'up' } })
+    expect(server.output()).toMatch(/memcached is back/)
+  })
+
+  it('answers 503 while memcached is down when STORE_FAILURE_MODE=closed', async () => {
+    const cache = await memcached()
+    const server = await app(cache, { STORE_FAILURE_MODE: 'closed' })
+    expect((await fetch(server.url)).status).toBe(200)
+    await cache.stop()
+    const res = await fetch(server.url)
+    expect(res.status).toBe(503)
+    expect(await res.text()).toBe('Rate limiting is unavailable. Try again later.')
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
+  })
+
+  it('starts while memcached is unreachable and serves from local limits', async () => {
+    const cache = await memcached()
+    await cache.stop()
+    const server = await app(cache, { RATE_LIMIT: '2' })
+    expect((await fetch(server.url)).status).toBe(200)
+    expect((await fetch(server.url)).status).toBe(200)
+    expect((await fetch(server.url)).status).toBe(429)
+  })
+
+  it('closes its memcached connections on SIGTERM and exits 0', async () => {
+    const cache = await memcached()
+    const before = (await cache.stats()).curr_connections ?? 0
+    const server = await app(cache)
+    expect((await fetch(server.url)).status).toBe(200)
+    const during = (await cache.stats()).curr_connections ?? 0
+    expect(during, server.output()).toBeGreaterThan(before)
+    expect(await server.stop('SIGTERM')).toBe(0)
+    await sleep(200)
+    expect((await cache.stats()).curr_connections).toBe(before)
+  })
+})

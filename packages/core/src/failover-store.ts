@@ -1,0 +1,243 @@
+// Failure handling around any store: a circuit breaker with a local fallback.
+//
+// While the primary store answers, every call goes to it. When a call fails (an error, or a
+// miss of the primary's deadline), the breaker opens: calls go to the fallback store (in
+// `open` mode: decisions are made by a local limiter) or are refused with a
+// StoreUnavailableError (in `closed` mode). The primary is left alone for a back-off that
+// doubles after every failed probe up to a ceiling, then probed with `ping()`; once it answers,
+// calls go to it again. Each change of state is reported once, not per call.
+
+import { ConfigError, StoreError } from './errors.js'
+import type { SlotIncrement, Store } from './store.js'
+
+/** The primary store is failing and the failure mode is `closed`. */
+export class StoreUnavailableError extends StoreError {
+  constructor(store: string, options?: { cause?: unknown }) {
+    super(
+      store,
+      'unavailable, refusing requests (failure mode closed)',
+      options,
+      'ERR_SLIDELIMIT_STORE_UNAVAILABLE',
+    )
+  }
+}
+
+export type StoreState = 'up' | 'down'
+
+/** A change of state of the primary store. */
+export interface StoreStateChange {
+  state: StoreState
+  /** What failed, when the state is `down`. */
+  error?: unknown
+  /** Milliseconds until the next probe, when the state is `down`. */
+  retryInMs?: number
+}
+
+/** Options of {@link FailoverStore}. */
+export interface FailoverStoreOptions {
+  /** The shared store, e.g. memcached. */
+  primary: Store
+  /** Used while the primary is down in `open` mode, e.g. an in-memory store. */
+  fallback: Store
+  /**
+   * `open`: decide with the fallback while the primary is down. `closed`: refuse with a
+   * StoreUnavailableError. Defaults to `"open"`.
+   */
+  mode?: 'open' | 'closed'
+  /** The first back-off after a failure, in milliseconds. Defaults to `250`. */
+  minBackoffMs?: number
+  /** The longest back-off between two probes, in milliseconds. Defaults to `5000`. */
+  maxBackoffMs?: number
+  /**
+   * A deadline for primary calls, in milliseconds, for primaries without their own.
+   * Defaults to none (the primary's own deadline applies).
+   */
+  deadlineMs?: number
+  /** Called once per change of state. Defaults to doing nothing. */
+  onStateChange?: (change: StoreStateChange) => void
+  /** The clock, in milliseconds. Defaults to `Date.now`. */
+  now?: () => number
+}
+
+/**
+ * A Store that uses `primary` while it answers and `fallback` (or refusal) while it does not.
+ *
+ * @example
+ * ```ts
+ * const store = new FailoverStore({
+ *   primary: new MemcacheStore({ servers: 'cache:11211' }),
+ *   fallback: new MemoryStore(),
+ *   onStateChange: ({ state }) => console.warn(`memcached is ${state}`),
+ * })
+ * ```
+ */
+export class FailoverStore implements Store {
+  readonly name: string
+  readonly primary: Store
+  readonly fallback: Store
+  readonly mode: 'open' | 'closed'
+  readonly #minBackoffMs: number
+  readonly #maxBackoffMs: number
+  readonly #deadlineMs: number | undefined
+  readonly #onStateChange: (change: StoreStateChange) => void
+  readonly #now: () => number
+  #state: StoreState = 'up'
+  #backoffMs: number
+  #nextProbeAt = 0
+  #probing = false
+
+  constructor({
+    primary,
+    fallback,
+    mode = 'open',
+    minBackoffMs = 250,
+    maxBackoffMs = 5000,
+    deadlineMs,
+    onStateChange = () => undefined,
+    now = Date.now,
+  }: FailoverStoreOptions) {
+    for (const [option, store] of [
+      ['primary', primary],
+      ['fallback', fallback],
+    ] as const) {
+      if (typeof (store as Partial<Store> | undefined)?.update !== 'function') {
+        throw new ConfigError(option, store, 'a Store')
+      }
+    }
+    // Checked at run time too: JavaScript callers and configuration files are not type-checked.
+    if (!(['open', 'closed'] as unknown[]).includes(mode)) {
+      throw new ConfigError('mode', mode, '"open" or "closed"')
+    }
+    if (!Number.isFinite(minBackoffMs) || minBackoffMs <= 0) {
+      throw new ConfigError('minBackoffMs', minBackoffMs, 'milliseconds above 0')
+    }
+    if (!Number.isFinite(maxBackoffMs) || maxBackoffMs < minBackoffMs) {
+      throw new ConfigError('maxBackoffMs', maxBackoffMs, `milliseconds of at least minBackoffMs`)
+    }
+    if (deadlineMs !== undefined && (!Number.isFinite(deadlineMs) || deadlineMs <= 0)) {
+      throw new ConfigError('deadlineMs', deadlineMs, 'milliseconds above 0')
+    }
+    this.name = primary.name
+    this.primary = primary
+    this.fallback = fallback
+    this.mode = mode
+    this.#minBackoffMs = minBackoffMs
+    this.#maxBackoffMs = maxBackoffMs
+    this.#backoffMs = minBackoffMs
+    this.#deadlineMs = deadlineMs
+    this.#onStateChange = onStateChange
+    this.#now = now
+  }
+
+  /** Whether the primary store is in use (`up`) or being backed off from (`down`). */
+  get state(): StoreState {
+    return this.#state
+  }
+
+  update(
+    key: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    ttlSeconds: number,
+  ): Promise<number[]> {
+    if (this.#state === 'down') {
+      this.#maybeProbe()
+      return this.#instead(undefined, key, increments, reads, ttlSeconds)
+    }
+    return this.#withDeadline(this.primary.update(key, increments, reads, ttlSeconds)).catch(
+      (error: unknown) => {
+        this.#markDown(error)
+        return this.#instead(error, key, increments, reads, ttlSeconds)
+      },
+    )
+  }
+
+  /** Pings the primary, updating the state; rejects when it does not answer. */
+  async ping(): Promise<void> {
+    try {
+      await this.#withDeadline(this.primary.ping())
+    } catch (error) {
+      this.#markDown(error)
+      throw error
+    }
+    this.#markUp()
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([this.primary.close(), this.fallback.close()])
+  }
+
+  #instead(
+    error: unknown,
+    key: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    ttlSeconds: number,
+  ): Promise<number[]> {
+    if (this.mode === 'closed') {
+      return Promise.reject(
+        new StoreUnavailableError(this.name, error === undefined ? undefined : { cause: error }),
+      )
+    }
+    return this.fallback.update(key, increments, reads, ttlSeconds)
+  }
+
+  #withDeadline<T>(promise: Promise<T>): Promise<T> {
+    const ms = this.#deadlineMs
+    if (ms === undefined) {
+      return promise
+    }
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new StoreError(this.name, `no answer within the ${ms} ms deadline`))
+      }, ms)
+      promise.then(
+        (value) => {
+          clearTimeout(timer)
+          resolve(value)
+        },
+        (error: unknown) => {
+          clearTimeout(timer)
+          reject(error instanceof Error ? error : new StoreError(this.name, String(error)))
+        },
+      )
+    })
+  }
+
+  #markDown(error: unknown): void {
+    if (this.#state === 'down') {
+      return
+    }
+    this.#state = 'down'
+    this.#backoffMs = this.#minBackoffMs
+    this.#nextProbeAt = this.#now() + this.#backoffMs
+    this.#onStateChange({ state: 'down', error, retryInMs: this.#backoffMs })
+  }
+
+  #markUp(): void {
+    if (this.#state === 'up') {
+      return
+    }
+    this.#state = 'up'
+    this.#backoffMs = this.#minBackoffMs
+    this.#onStateChange({ state: 'up' })
+  }
+
+  #maybeProbe(): void {
+    if (this.#probing || this.#now() < this.#nextProbeAt) {
+      return
+    }
+    this.#probing = true
+    this.#withDeadline(this.primary.ping()).then(
+      () => {
+        this.#probing = false
+        this.#markUp()
+      },
+      () => {
+        this.#probing = false
+        this.#backoffMs = Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
+        this.#nextProbeAt = this.#now() + this.#backoffMs
+      },
+    )
+  }
+}
