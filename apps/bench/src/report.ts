@@ -1,0 +1,127 @@
+// Statistics over benchmark rounds and the Markdown table.
+
+export interface Measurement {
+  scenario: string
+  server: string
+  round: number
+  rps: number
+  p99Ms: number
+  requests: number
+  non2xx: number
+  /** memcached operations per request, from memcached's own stats, where it applies. */
+  memcachedOpsPerRequest?: number
+}
+
+export interface Row {
+  scenario: string
+  server: string
+  medianRps: number
+  medianP99Ms: number
+  /** Median over rounds of rps / bare rps measured in the same round. */
+  ratio: number
+  ratioMin: number
+  ratioMax: number
+  non2xxShare: number
+  memcachedOpsPerRequest?: number
+}
+
+export interface MemoryRow {
+  limiter: string
+  requesters: number
+  heapBytesPerRequester: number
+  rssBytesPerRequester: number
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) {
+    return NaN
+  }
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+/** Summarises rounds into one row per scenario and server; ratios are paired by round. */
+export function summarise(measurements: readonly Measurement[], baseline = 'bare'): Row[] {
+  const rows: Row[] = []
+  const groups = new Map<string, Measurement[]>()
+  for (const m of measurements) {
+    const id = `${m.scenario}\u0000${m.server}`
+    groups.set(id, [...(groups.get(id) ?? []), m])
+  }
+  for (const group of groups.values()) {
+    const first = group[0] as Measurement
+    const ratios = group.flatMap((m) => {
+      const base = measurements.find(
+        (b) => b.scenario === m.scenario && b.server === baseline && b.round === m.round,
+      )
+      return base === undefined || base.rps === 0 ? [] : [m.rps / base.rps]
+    })
+    const ops = group.flatMap((m) =>
+      m.memcachedOpsPerRequest === undefined ? [] : [m.memcachedOpsPerRequest],
+    )
+    const requests = group.reduce((sum, m) => sum + m.requests, 0)
+    rows.push({
+      scenario: first.scenario,
+      server: first.server,
+      medianRps: median(group.map((m) => m.rps)),
+      medianP99Ms: median(group.map((m) => m.p99Ms)),
+      ratio: median(ratios),
+      ratioMin: Math.min(...ratios),
+      ratioMax: Math.max(...ratios),
+      non2xxShare: requests === 0 ? 0 : group.reduce((sum, m) => sum + m.non2xx, 0) / requests,
+      ...(ops.length > 0 && { memcachedOpsPerRequest: median(ops) }),
+    })
+  }
+  return rows
+}
+
+const fixed = (value: number, digits: number): string =>
+  Number.isFinite(value) ? value.toFixed(digits) : '-'
+
+export function table(rows: readonly Row[]): string {
+  const lines = [
+    '| scenario | server | req/s (median) | p99 ms | x bare (median) | x bare (min-max) | non-2xx | memcached ops/req |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ]
+  for (const r of rows) {
+    lines.push(
+      `| ${r.scenario} | ${r.server} | ${Math.round(r.medianRps)} | ${fixed(r.medianP99Ms, 2)} | ${fixed(r.ratio, 2)} | ${fixed(r.ratioMin, 2)}-${fixed(r.ratioMax, 2)} | ${(r.non2xxShare * 100).toFixed(0)}% | ${r.memcachedOpsPerRequest === undefined ? '' : fixed(r.memcachedOpsPerRequest, 2)} |`,
+    )
+  }
+  return lines.join('\n')
+}
+
+export function memoryTable(rows: readonly MemoryRow[]): string {
+  const lines = [
+    '| memory limiter | requesters | heap bytes/requester | RSS bytes/requester |',
+    '| --- | ---: | ---: | ---: |',
+  ]
+  for (const r of rows) {
+    lines.push(
+      `| ${r.limiter} | ${r.requesters} | ${r.heapBytesPerRequester} | ${r.rssBytesPerRequester} |`,
+    )
+  }
+  return lines.join('\n')
+}
+
+/** memcached operations between two `stats` snapshots. A creating increment shows only in total_items. */
+export function memcachedOps(
+  before: Record<string, number>,
+  after: Record<string, number>,
+): number {
+  const delta = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0)
+  const sets = delta('cmd_set')
+  const counted =
+    delta('cmd_get') +
+    sets +
+    delta('incr_hits') +
+    delta('incr_misses') +
+    delta('decr_hits') +
+    delta('decr_misses') +
+    delta('cmd_touch')
+  // Items created by increments (not by sets) are operations the counters above miss.
+  return counted + Math.max(0, delta('total_items') - sets)
+}

@@ -1,0 +1,211 @@
+// pnpm bench: every server under every scenario, alternating servers round by round, then
+// memory per requester. Prints one Markdown table and writes the results as JSON.
+//
+//   node dist/run.js [--quick] [--out FILE]
+
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { startMemcached } from '@slidelimit/store-memcache/testing'
+import type { Memcached } from '@slidelimit/store-memcache/testing'
+import { hasCommand, load, loadTool } from './load.js'
+import { MEMORY_LIMITERS } from './memory-limiters.js'
+import { memcachedOps, memoryTable, summarise, table } from './report.js'
+import type { Measurement, MemoryRow } from './report.js'
+import { SERVERS } from './servers.js'
+import type { ServerKind } from './servers.js'
+
+const quick = process.argv.includes('--quick')
+const outIndex = process.argv.indexOf('--out')
+const here = dirname(fileURLToPath(import.meta.url))
+const outFile =
+  outIndex > 0
+    ? (process.argv[outIndex + 1] as string)
+    : join(here, '..', 'results', quick ? 'latest-quick.json' : 'latest.json')
+
+const settings = quick
+  ? { seconds: 1, warmupSeconds: 1, rounds: 1, connections: 32, memoryRequesters: 20_000 }
+  : { seconds: 5, warmupSeconds: 2, rounds: 3, connections: 64, memoryRequesters: 100_000 }
+
+const SCENARIOS = [
+  { name: 'hot client', clients: 1, limit: 1_000_000_000 },
+  { name: '10,000 clients', clients: 10_000, limit: 1_000_000_000 },
+  { name: 'denied (limit 1)', clients: 1, limit: 1 },
+] as const
+
+const pin = hasCommand('taskset')
+const SERVER_CPU = 0
+const LOAD_CPU = 1
+
+interface Running {
+  kind: ServerKind
+  url: string
+  child: ChildProcess
+}
+
+function startServer(kind: ServerKind, limit: number, memcached: string): Promise<Running> {
+  const script = join(here, 'server.js')
+  const [bin, args] = pin
+    ? ['taskset', ['-c', String(SERVER_CPU), process.execPath, script]]
+    : [process.execPath, [script]]
+  const child = spawn(bin, args, {
+    env: {
+      ...process.env,
+      BENCH_SERVER: kind,
+      BENCH_LIMIT: String(limit),
+      BENCH_MEMCACHED: memcached,
+      PORT: '0',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  return new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      const match = /listening (\d+)/.exec(out)
+      if (match !== null) {
+        resolve({ kind, url: `http://127.0.0.1:${match[1]}/`, child })
+      }
+    })
+    child.on('exit', (code) => {
+      reject(new Error(`${kind} exited with ${code}`))
+    })
+  })
+}
+
+async function measureMemory(limiter: string): Promise<MemoryRow> {
+  const script = join(here, 'memory.js')
+  const output = await new Promise<string>((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--expose-gc', script, limiter, String(settings.memoryRequesters)],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    )
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.on('exit', (code) => {
+      if (code === 0) {
+        resolve(out)
+      } else {
+        reject(new Error(`memory ${limiter} exited with ${code}`))
+      }
+    })
+  })
+  return JSON.parse(output.trim()) as MemoryRow
+}
+
+function versionOf(pkg: string): string {
+  try {
+    const path = fileURLToPath(import.meta.resolve(`${pkg}/package.json`))
+    return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+async function main(): Promise<void> {
+  const memcached: Memcached = await startMemcached()
+  const measurements: Measurement[] = []
+  process.stderr.write(
+    `bench: ${loadTool}, ${settings.rounds} round(s) of ${settings.seconds} s, ${settings.connections} connections, ${pin ? 'pinned with taskset' : 'not pinned'}\n`,
+  )
+  try {
+    for (const scenario of SCENARIOS) {
+      const servers = await Promise.all(
+        SERVERS.map((kind) => startServer(kind, scenario.limit, memcached.address)),
+      )
+      try {
+        for (const server of servers) {
+          await load({
+            url: server.url,
+            seconds: settings.warmupSeconds,
+            connections: settings.connections,
+            clients: scenario.clients,
+            ...(pin && { cpu: LOAD_CPU }),
+          })
+        }
+        for (let round = 0; round < settings.rounds; round++) {
+          for (const server of servers) {
+            const before = server.kind.endsWith('memcache') ? await memcached.stats() : undefined
+            const result = await load({
+              url: server.url,
+              seconds: settings.seconds,
+              connections: settings.connections,
+              clients: scenario.clients,
+              ...(pin && { cpu: LOAD_CPU }),
+            })
+            const after = before === undefined ? undefined : await memcached.stats()
+            measurements.push({
+              scenario: scenario.name,
+              server: server.kind,
+              round,
+              ...result,
+              ...(before !== undefined &&
+                after !== undefined &&
+                result.requests > 0 && {
+                  memcachedOpsPerRequest: memcachedOps(before, after) / result.requests,
+                }),
+            })
+            process.stderr.write(
+              `  ${scenario.name} / ${server.kind} round ${round + 1}: ${Math.round(result.rps)} req/s\n`,
+            )
+          }
+        }
+      } finally {
+        for (const server of servers) {
+          server.child.kill('SIGKILL')
+        }
+      }
+    }
+  } finally {
+    await memcached.stop()
+  }
+
+  const memory: MemoryRow[] = []
+  for (const limiter of MEMORY_LIMITERS) {
+    memory.push(await measureMemory(limiter))
+  }
+
+  const rows = summarise(measurements)
+  const report = `${table(rows)}\n\n${memoryTable(memory)}\n`
+  process.stdout.write(report)
+  const result = {
+    date: new Date().toISOString(),
+    quick,
+    settings,
+    loadTool,
+    pinned: pin,
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? 'unknown',
+      memoryBytes: totalmem(),
+      platform: process.platform,
+      arch: process.arch,
+    },
+    node: process.version,
+    versions: Object.fromEntries(
+      [
+        'hono',
+        '@hono/node-server',
+        'hono-rate-limiter',
+        'rate-limiter-flexible',
+        'memjs',
+        'memcached',
+        'autocannon',
+      ].map((p) => [p, versionOf(p)]),
+    ),
+    rows,
+    memory,
+    measurements,
+  }
+  mkdirSync(dirname(outFile), { recursive: true })
+  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`)
+  process.stderr.write(`bench: results written to ${outFile}\n`)
+}
+
+await main()
