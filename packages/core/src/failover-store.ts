@@ -82,6 +82,7 @@ export class FailoverStore implements Store {
   readonly #onStateChange: (change: StoreStateChange) => void
   readonly #now: () => number
   #state: StoreState = 'up'
+  #epoch = 0
   #backoffMs: number
   #nextProbeAt = 0
   #probing = false
@@ -132,6 +133,14 @@ export class FailoverStore implements Store {
   /** Whether the primary store is in use (`up`) or being backed off from (`down`). */
   get state(): StoreState {
     return this.#state
+  }
+
+  /**
+   * Changes at every change of state: the counters answered from are another store's, so
+   * limiters drop what they cached from the previous one.
+   */
+  get epoch(): number {
+    return this.#epoch
   }
 
   update(
@@ -209,6 +218,7 @@ export class FailoverStore implements Store {
       return
     }
     this.#state = 'down'
+    this.#epoch++
     this.#backoffMs = this.#minBackoffMs
     this.#nextProbeAt = this.#now() + this.#backoffMs
     this.#onStateChange({ state: 'down', error, retryInMs: this.#backoffMs })
@@ -219,6 +229,7 @@ export class FailoverStore implements Store {
       return
     }
     this.#state = 'up'
+    this.#epoch++
     this.#backoffMs = this.#minBackoffMs
     this.#onStateChange({ state: 'up' })
   }

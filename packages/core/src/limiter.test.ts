@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { ConfigError } from './errors.js'
 import { createLimiter } from './limiter.js'
 import type { Decision } from './limiter.js'
-import { MapStore, ReferenceModel } from './reference-model.test-helpers.js'
+import { CountingStore, MapStore, ReferenceModel } from './reference-model.test-helpers.js'
 
 const T0 = 1_700_000_000_000 // a bucket boundary for every bucket size used here
 
@@ -48,6 +48,8 @@ describe('SlidingWindowLimiter', () => {
       remaining: 0,
       retryAfterSeconds: 3600,
       resetSeconds: 3600,
+      id: '203.0.113.7',
+      bucket: -1,
     })
   })
 
@@ -132,6 +134,142 @@ describe('SlidingWindowLimiter', () => {
   })
 })
 
+describe('SlidingWindowLimiter store traffic (1 h window, 1 s buckets)', () => {
+  function counted(options: { limit?: number; graceMs?: number; cacheSize?: number } = {}) {
+    let t = T0 + 7_000
+    const now = (): number => t
+    const store = new CountingStore(new MapStore(now))
+    const limiter = createLimiter({ store, now, ...options })
+    return {
+      store,
+      limiter,
+      advance: (ms: number) => {
+        t += ms
+      },
+    }
+  }
+
+  it("reads a new requester's whole window in one round trip of at most 119 reads", async () => {
+    const { limiter, store } = counted()
+    await limiter.consume('a')
+    expect(store.calls).toEqual([{ increments: 2, reads: expect.any(Number) as number }])
+    expect(store.calls[0]?.reads).toBeLessThanOrEqual(119)
+  })
+
+  it('in steady state sends one round trip of at most 4 operations per request', async () => {
+    const { limiter, store, advance } = counted({ limit: 1_000_000 })
+    await limiter.consume('a') // the first, cold read
+    const perDecision: number[] = []
+    // Two requests a second for 50 minutes: the window's old edge stays empty.
+    for (let i = 0; i < 6000; i++) {
+      advance(500)
+      const before = store.calls.length
+      await limiter.consume('a')
+      const { calls, ops } = store.opsSince(before)
+      expect(calls).toBe(1)
+      perDecision.push(ops)
+    }
+    // At most: both increments and one coarse group read (the previous group, still changing in
+    // the first seconds of a group, or once it settles).
+    expect(Math.max(...perDecision)).toBe(3)
+    // Most decisions only increment: the current fine bucket and its coarse group.
+    const onlyIncrements = perDecision.filter((ops) => ops === 2).length
+    expect(onlyIncrements / perDecision.length).toBeGreaterThan(0.9)
+  })
+
+  it('reads each coarse group reaching the old edge in detail once, not per request', async () => {
+    const { limiter, store, advance } = counted({ limit: 1_000_000 })
+    for (let i = 0; i < 3600 * 2 + 600; i++) {
+      advance(500)
+      await limiter.consume('a')
+    }
+    // Now in the second hour: every request's window has traffic at its old edge.
+    const before = store.calls.length
+    for (let i = 0; i < 1200; i++) {
+      advance(500)
+      await limiter.consume('a')
+    }
+    const rows = store.calls.slice(before)
+    const big = rows.filter((r) => r.increments + r.reads > 4)
+    // 600 s cross 10 one-minute groups; each is read in detail (at most 60 reads) once.
+    expect(big.length).toBeLessThanOrEqual(11)
+    expect(Math.max(...big.map((r) => r.reads))).toBeLessThanOrEqual(61)
+    expect(store.opsSince(before).ops / rows.length).toBeLessThan(4)
+  })
+
+  it('denies a blocked requester from memory until its retry time, with no store traffic', async () => {
+    const { limiter, store, advance } = counted({ limit: 3 })
+    await consumeMany(limiter, 'a', 3)
+    const first = await limiter.consume('a')
+    expect(first).toMatchObject({ allowed: false, retryAfterSeconds: 3600 })
+    const before = store.calls.length
+    for (let i = 0; i < 100; i++) {
+      advance(35_000)
+      const denied = await limiter.consume('a')
+      expect(denied).toMatchObject({
+        allowed: false,
+        retryAfterSeconds: Math.ceil((3_600_000 - (i + 1) * 35_000) / 1000),
+      })
+    }
+    expect(store.calls.length).toBe(before)
+    advance(3_600_000 - 100 * 35_000)
+    expect(await limiter.consume('a')).toMatchObject({ allowed: true })
+  })
+
+  it('with cacheSize 0 reads the whole window on every request', async () => {
+    const { limiter, store, advance } = counted({ cacheSize: 0 })
+    await limiter.consume('a')
+    advance(120_000)
+    await limiter.consume('a')
+    expect(store.calls[1]?.reads).toBeGreaterThan(60)
+    expect(limiter.cached).toBe(0)
+  })
+
+  it('keeps at most cacheSize requesters, and drops the idle ones as others arrive', async () => {
+    const { limiter, advance } = counted({ cacheSize: 50 })
+    for (let i = 0; i < 200; i++) {
+      await limiter.consume(`client-${i}`)
+    }
+    expect(limiter.cached).toBe(50)
+    advance(3_700_000)
+    for (let i = 0; i < 30; i++) {
+      await limiter.consume(`late-${i}`)
+    }
+    // Each newcomer drops up to two requesters idle for a whole window.
+    expect(limiter.cached).toBe(30)
+  })
+
+  it('refunds an admitted request and forgets a remembered denial', async () => {
+    const { limiter, store } = counted({ limit: 2 })
+    const [first] = await consumeMany(limiter, 'a', 2)
+    expect((await limiter.consume('a')).allowed).toBe(false)
+    await limiter.refund(first as Decision)
+    expect(await limiter.consume('a')).toMatchObject({ allowed: true, remaining: 0 })
+    const denied = await limiter.consume('a')
+    const calls = store.calls.length
+    await limiter.refund(denied) // a denial: nothing to refund
+    expect(store.calls.length).toBe(calls)
+  })
+
+  it("drops cached values when the store's epoch changes (a failover)", async () => {
+    let t = T0
+    const inner = new MapStore(() => t)
+    const store = Object.assign(new CountingStore(inner), { epochValue: 1 })
+    Object.defineProperty(store, 'epoch', { get: () => store.epochValue })
+    const limiter = createLimiter({ store, now: () => t, limit: 1000 })
+    await limiter.consume('a')
+    t += 300_000
+    await limiter.consume('a')
+    t += 1000
+    await limiter.consume('a')
+    expect(store.calls[2]?.reads).toBeLessThanOrEqual(1)
+    store.epochValue = 2
+    t += 1000
+    await limiter.consume('a')
+    expect(store.calls[3]?.reads).toBeGreaterThan(50)
+  })
+})
+
 describe('SlidingWindowLimiter against the reference model', () => {
   const geometry = fc.record({
     limit: fc.integer({ min: 1, max: 12 }),
@@ -210,7 +348,7 @@ describe('SlidingWindowLimiter against the reference model', () => {
           }
         },
       ),
-      { numRuns: 400 },
+      { numRuns: 600 },
     )
   })
 
@@ -241,5 +379,137 @@ describe('SlidingWindowLimiter against the reference model', () => {
       ),
       { numRuns: 200 },
     )
+  })
+})
+
+describe('several cached limiters sharing one store, as separate processes would', () => {
+  // Each instance has its own clock, off by less than the grace; each keeps its own cache. The
+  // same requests go to limiters without a cache (cacheSize 0), which read their whole window
+  // every time: the cache must change nothing.
+  const scenario = fc.record({
+    limit: fc.integer({ min: 1, max: 8 }),
+    bucketSeconds: fc.constantFrom(1, 2),
+    buckets: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 65, max: 300 })),
+    graceMs: fc.constantFrom(0, 1000, 2000, 5000),
+    skews: fc.array(fc.double({ min: -0.99, max: 0.99, noNaN: true }), {
+      minLength: 2,
+      maxLength: 4,
+    }),
+    start: fc.integer({ min: 0, max: 10_000_000 }),
+    steps: fc.array(
+      fc.record({
+        gap: fc.oneof(
+          { weight: 10, arbitrary: fc.integer({ min: 0, max: 1500 }) },
+          { weight: 2, arbitrary: fc.integer({ min: 0, max: 60_000 }) },
+          { weight: 1, arbitrary: fc.integer({ min: 0, max: 1_200_000 }) },
+        ),
+        instance: fc.nat(),
+        id: fc.constantFrom('a', 'b'),
+      }),
+      { minLength: 1, maxLength: 150 },
+    ),
+  })
+
+  it('decides as uncached limiters do, with clocks apart by less than the grace', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        scenario,
+        async ({ limit, bucketSeconds, buckets, graceMs, skews, start, steps }) => {
+          let t = T0 + start
+          const windowSeconds = buckets * bucketSeconds
+          const offsets = skews.map((s) => Math.trunc(s * graceMs))
+          const world = (cacheSize: number) => {
+            const store = new MapStore(() => t)
+            return offsets.map((offset) =>
+              createLimiter({
+                store,
+                now: () => t + offset,
+                limit,
+                windowSeconds,
+                bucketSeconds,
+                graceMs,
+                cacheSize,
+              }),
+            )
+          }
+          const cached = world(100)
+          const plain = world(0)
+          for (const { gap, instance, id } of steps) {
+            t += gap
+            const i = instance % offsets.length
+            const actual = await (cached[i] as (typeof cached)[number]).consume(id)
+            const expected = await (plain[i] as (typeof plain)[number]).consume(id)
+            expect(actual.allowed).toBe(expected.allowed)
+            expect(actual.remaining).toBe(expected.remaining)
+            if (graceMs === 0 || offsets.every((o) => o === offsets[0])) {
+              // One clock: a remembered denial is exact.
+              expect(actual).toEqual(expected)
+            } else if (!actual.allowed) {
+              // A process with a faster clock may admit before a remembered denial ends: the
+              // remembered wait is then shorter than the store's, never longer.
+              expect(actual.retryAfterSeconds).toBeLessThanOrEqual(expected.retryAfterSeconds)
+            } else {
+              expect(actual.resetSeconds).toBe(expected.resetSeconds)
+            }
+          }
+        },
+      ),
+      { numRuns: 600 },
+    )
+  })
+
+  it('agrees with the reference model when the instances share one clock', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 6 }),
+        fc.array(
+          fc.record({
+            gap: fc.oneof(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: 900_000 })),
+            instance: fc.integer({ min: 0, max: 2 }),
+          }),
+          { minLength: 1, maxLength: 80 },
+        ),
+        async (limit, steps) => {
+          let t = T0 + 4321
+          const store = new MapStore(() => t)
+          const limiters = [0, 1, 2].map(() => createLimiter({ store, now: () => t, limit }))
+          const model = new ReferenceModel(limit, 3600, 1)
+          for (const { gap, instance } of steps) {
+            t += gap
+            const expected = model.decide(t)
+            const actual = await (limiters[instance] as (typeof limiters)[number]).consume('x')
+            expect(actual.allowed).toBe(expected.allowed)
+            expect(actual.remaining).toBe(expected.remaining)
+            if (!expected.allowed) {
+              expect(actual.retryAfterSeconds).toBe(expected.retryAfterSeconds)
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    )
+  })
+})
+
+describe('decisions in flight at once', () => {
+  it('never admit more than the limit', async () => {
+    const t = T0 + 100_000
+    const limiter = createLimiter({ store: new MapStore(() => t), now: () => t, limit: 50 })
+    const decisions = await Promise.all(Array.from({ length: 60 }, () => limiter.consume('a')))
+    expect(decisions.filter((d) => d.allowed)).toHaveLength(50)
+  })
+
+  it('leave the cache matching a full read of the store, across settling and the old edge', async () => {
+    let t = T0 + 100_000
+    const store = new MapStore(() => t)
+    const cached = createLimiter({ store, now: () => t, limit: 1_000_000 })
+    const plain = createLimiter({ store, now: () => t, limit: 1_000_000, cacheSize: 0 })
+    for (let step = 0; step < 400; step++) {
+      t += (step * 7919) % 40_000
+      await Promise.all(Array.from({ length: 5 }, () => cached.consume('a')))
+      const viaCache = await cached.consume('a')
+      const viaPlain = await plain.consume('a')
+      expect(viaCache.remaining - 1).toBe(viaPlain.remaining)
+    }
   })
 })

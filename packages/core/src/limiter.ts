@@ -7,10 +7,19 @@
 // one store never admit more than `limit` in any window.
 //
 // Long windows would need n counters read per decision. Each admitted request is therefore
-// also counted in a coarse counter for its group of G buckets (G about sqrt(n)); a decision
-// reads fine counters only for the partial group at the window's old edge and coarse counters
-// for the whole groups after it: about 2 * sqrt(n) reads, 119 at most for 3,600 buckets.
-// Fine counters of a whole group are read only when a denial needs them for an exact retry time.
+// also counted in a coarse counter for its group of G buckets (G about sqrt(n)): the window is
+// the fine buckets of the partial group at its old edge, then whole groups, then the current
+// group, whose coarse value comes back from the increment itself.
+//
+// Counters stop changing once their bucket is older than a grace period (longer than the clock
+// skew between processes): every process has moved on to later buckets. Each limiter keeps, per
+// requester, the values of those settled counters that are still in the window (a short sorted
+// list of non-zero units), so that a decision in steady state sends only its two increments and
+// reads at most one still-changing coarse group and one newly settled one. A requester seen for
+// the first time costs one read of its whole window (about 2 * sqrt(n) counters, 119 for an hour
+// of one-second buckets); a coarse group reaching the window's old edge is read in detail once.
+// A denial is remembered until its exact retry time, and repeated requests until then are denied
+// from memory with no store traffic: counts only fall while nothing is admitted.
 
 import { ConfigError } from './errors.js'
 import type { SlotIncrement, Store } from './store.js'
@@ -35,6 +44,19 @@ export interface LimiterOptions {
    * share counters. Defaults to `w<windowSeconds>b<bucketSeconds>:`.
    */
   prefix?: string
+  /**
+   * Milliseconds after the end of a bucket during which another process may still count in it:
+   * more than the clock skew between the processes sharing the store. Older counters are
+   * cached and not read again. Defaults to `2000`.
+   */
+  graceMs?: number
+  /**
+   * Requesters whose settled counters and denials this limiter keeps in memory; the least
+   * recently seen are dropped first, and requesters idle for a whole window are dropped as
+   * others arrive. `0` turns the cache off: every decision reads its whole window. Defaults to
+   * `100000`.
+   */
+  cacheSize?: number
 }
 
 /** The outcome of one request. */
@@ -58,16 +80,25 @@ export interface Decision {
    * of a coarse group of buckets when the oldest counted request is that old.
    */
   readonly resetSeconds: number
+  /** The requester the decision is for. */
+  readonly id: string
+  /** The bucket the request was counted in, or `-1` when it was not counted (denied). */
+  readonly bucket: number
 }
 
 /** Buckets in a window above which coarse group counters are kept. */
 const COARSE_ABOVE_BUCKETS = 64
 /** Seconds a counter outlives the window, covering clock differences between processes. */
 const TTL_MARGIN_SECONDS = 5
+/** Idle entries examined for removal per new requester. */
+const SWEEP_PER_INSERT = 2
+/** An entry moves to the young end of the cache at most this often. */
+const TOUCH_EVERY_MS = 1000
+const NO_UNITS: readonly number[] = []
 
-function positiveInteger(option: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new ConfigError(option, value, 'a whole number of at least 1')
+function wholeNumber(option: string, value: unknown, min: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new ConfigError(option, value, `a whole number of at least ${min}`)
   }
   return value
 }
@@ -75,6 +106,60 @@ function positiveInteger(option: string, value: unknown): number {
 /** Slot of the coarse counter for group `group`; fine buckets use slots >= 0. */
 export function coarseSlot(group: number): number {
   return -1 - group
+}
+
+/** What this limiter knows about one requester. */
+interface Entry {
+  /** The requester's key in the store (prefix + id), built once. */
+  readonly key: string
+  /** The store's epoch the cached values were read in. */
+  epoch: number | undefined
+  /**
+   * Settled units in the window, as [from, to, count] triples sorted by bucket; count > 0.
+   * Replaced, never changed in place, so that a decision in flight keeps what it counted.
+   */
+  units: readonly number[]
+  /** Index of the first live triple in `units`. */
+  head: number
+  /** Sum of the counts of the live units. */
+  sum: number
+  /** Every settled bucket up to this one that is in the window is in `units`. */
+  settledTo: number
+  /** Units ending before this bucket have been dropped. */
+  lo: number
+  /** Bumped by every change of the cached units; a reply to an older version is not cached. */
+  version: number
+  /** Milliseconds until which requests are denied from memory (0: none). */
+  deniedUntil: number
+  /** When the requester was last seen, in milliseconds. */
+  seen: number
+}
+
+/** One decision's reads and where their values go. */
+interface Plan {
+  readonly id: string
+  readonly t: number
+  readonly b: number
+  readonly lo: number
+  readonly key: string
+  readonly entry: Entry | undefined
+  readonly version: number
+  /** The cached units as this plan counted them (arrays are replaced, never changed). */
+  readonly units: readonly number[]
+  readonly head: number
+  /** Sum of the cached units counted in the window. */
+  readonly cachedSum: number
+  /** Reads that replace the first cached unit (a coarse group at the old edge) in detail. */
+  readonly expand: number
+  /** Reads of settled counters to cache once the reply comes (after the `expand` reads). */
+  readonly settle: number
+  /** The bucket `settledTo` becomes when the settled reads are cached. */
+  readonly settledTo: number
+  readonly increments: SlotIncrement[]
+  readonly reads: number[]
+  /** The first and last bucket each read covers. */
+  readonly readFrom: number[]
+  readonly readTo: number[]
 }
 
 /** An exact bucketed sliding-window rate limiter over a {@link Store}. */
@@ -90,8 +175,11 @@ export class SlidingWindowLimiter {
   readonly groupSize: number
   /** Time to live of every counter, in seconds. */
   readonly ttlSeconds: number
+  readonly graceMs: number
+  readonly cacheSize: number
   readonly #now: () => number
   readonly #bucketMs: number
+  readonly #cache = new Map<string, Entry>()
 
   constructor({
     store,
@@ -100,6 +188,8 @@ export class SlidingWindowLimiter {
     bucketSeconds = 1,
     now = Date.now,
     prefix,
+    graceMs = 2000,
+    cacheSize = 100_000,
   }: LimiterOptions) {
     if (
       typeof store !== 'object' ||
@@ -107,9 +197,9 @@ export class SlidingWindowLimiter {
     ) {
       throw new ConfigError('store', store, 'a Store')
     }
-    this.limit = positiveInteger('limit', limit)
-    this.windowSeconds = positiveInteger('windowSeconds', windowSeconds)
-    this.bucketSeconds = positiveInteger('bucketSeconds', bucketSeconds)
+    this.limit = wholeNumber('limit', limit, 1)
+    this.windowSeconds = wholeNumber('windowSeconds', windowSeconds, 1)
+    this.bucketSeconds = wholeNumber('bucketSeconds', bucketSeconds, 1)
     if (windowSeconds % bucketSeconds !== 0) {
       throw new ConfigError(
         'bucketSeconds',
@@ -123,6 +213,8 @@ export class SlidingWindowLimiter {
     if (prefix !== undefined && typeof prefix !== 'string') {
       throw new ConfigError('prefix', prefix, 'a string')
     }
+    this.graceMs = wholeNumber('graceMs', graceMs, 0)
+    this.cacheSize = wholeNumber('cacheSize', cacheSize, 0)
     this.store = store
     this.#now = now
     this.#bucketMs = bucketSeconds * 1000
@@ -130,7 +222,15 @@ export class SlidingWindowLimiter {
     this.groupSize = this.buckets > COARSE_ABOVE_BUCKETS ? Math.ceil(Math.sqrt(this.buckets)) : 0
     this.prefix = prefix ?? `w${windowSeconds}b${bucketSeconds}:`
     this.ttlSeconds =
-      windowSeconds + Math.max(this.groupSize, 1) * bucketSeconds + TTL_MARGIN_SECONDS
+      windowSeconds +
+      Math.max(this.groupSize, 1) * bucketSeconds +
+      TTL_MARGIN_SECONDS +
+      Math.ceil(this.graceMs / 1000)
+  }
+
+  /** Requesters held in the cache. */
+  get cached(): number {
+    return this.#cache.size
   }
 
   /**
@@ -138,136 +238,415 @@ export class SlidingWindowLimiter {
    * Rejects with the store's error when the store fails.
    */
   async consume(id: string): Promise<Decision> {
+    return this.decide(id)
+  }
+
+  /**
+   * {@link consume} without a promise where none is needed: answers at once when the requester
+   * is denied from memory or the store answers synchronously (the memory store), and with a
+   * promise otherwise. Throws or rejects with the store's error when the store fails.
+   */
+  decide(id: string): Decision | Promise<Decision> {
     const t = this.#now()
+    const plan = this.#plan(id, t)
+    if (!('reads' in plan)) {
+      return plan
+    }
+    const store = this.store
+    if (store.updateSync !== undefined) {
+      return this.#settle(
+        plan,
+        store.updateSync(plan.key, plan.increments, plan.reads, this.ttlSeconds),
+      )
+    }
+    return store
+      .update(plan.key, plan.increments, plan.reads, this.ttlSeconds)
+      .then((values) => this.#settle(plan, values))
+  }
+
+  /**
+   * Takes back an admitted request (for instance one whose response failed): its counters are
+   * decremented, and a denial remembered for its requester is forgotten. Does nothing for a
+   * denied decision.
+   */
+  async refund(decision: Decision): Promise<void> {
+    if (!decision.allowed || decision.bucket < 0) {
+      return
+    }
+    const entry = this.#cache.get(decision.id)
+    if (entry !== undefined) {
+      entry.deniedUntil = 0
+    }
+    const b = decision.bucket
+    const rollback: SlotIncrement[] = [{ slot: b, amount: -1 }]
+    if (this.groupSize > 0) {
+      rollback.push({ slot: coarseSlot(Math.floor(b / this.groupSize)), amount: -1 })
+    }
+    await this.store.update(this.prefix + decision.id, rollback, [], this.ttlSeconds)
+  }
+
+  /** Finds the cached entry (or makes one) and lists what the store must do. */
+  #plan(id: string, t: number): Plan | Decision {
     const n = this.buckets
     const g = this.groupSize
-    const b = Math.floor(t / this.#bucketMs)
+    const bucketMs = this.#bucketMs
+    const b = Math.floor(t / bucketMs)
     // Buckets before the epoch hold nothing; clamping keeps fine slots >= 0.
     const lo = Math.max(b - n + 1, 0)
-    const key = this.prefix + id
-
-    // Fine counters read one by one: lo .. fineEnd. Coarse groups read: firstGroup .. lastGroup.
-    let fineEnd: number
-    let firstGroup = 0
-    let lastGroup = -1
-    const increments: SlotIncrement[] = [{ slot: b, amount: 1 }]
-    if (g === 0) {
-      fineEnd = b - 1
-    } else {
-      const current = Math.floor(b / g)
-      increments.push({ slot: coarseSlot(current), amount: 1 })
-      firstGroup = Math.min(Math.ceil(lo / g), current)
-      fineEnd = Math.min(firstGroup * g - 1, b - 1)
-      lastGroup = current - 1
+    const current = g === 0 ? b : Math.floor(b / g)
+    // The last bucket whose counters no process changes any more, rounded down to a whole group.
+    let settledTo = Math.min(Math.floor((t - this.graceMs) / bucketMs) - 1, b - 1)
+    if (g !== 0) {
+      settledTo = Math.floor((settledTo + 1) / g) * g - 1
     }
+    const entry = this.cacheSize === 0 ? undefined : this.#entry(id, t, lo, settledTo)
+    if (entry !== undefined && entry.deniedUntil > t) {
+      const wait = Math.max(1, Math.ceil((entry.deniedUntil - t) / 1000))
+      return this.#denied(id, wait)
+    }
+
+    const increments: SlotIncrement[] =
+      g === 0
+        ? [{ slot: b, amount: 1 }]
+        : [
+            { slot: b, amount: 1 },
+            { slot: coarseSlot(current), amount: 1 },
+          ]
     const reads: number[] = []
-    for (let j = lo; j <= fineEnd; j++) {
-      reads.push(j)
-    }
-    for (let c = firstGroup; c <= lastGroup; c++) {
-      reads.push(coarseSlot(c))
-    }
-
-    const values = await this.store.update(key, increments, reads, this.ttlSeconds)
-    const ownIndex = increments.length - 1
-    let sum = values[ownIndex] ?? 0
-    for (let i = increments.length; i < values.length; i++) {
-      sum += values[i] ?? 0
-    }
-
-    // Units of counted requests, oldest first: fine buckets, then coarse groups (the current
-    // group last, from its increment). Each unit leaves the window when its last bucket does.
-    const fineCount = fineEnd - lo + 1
-    const fineValue = (j: number): number => values[increments.length + j - lo] ?? 0
-    const groupValue = (c: number): number =>
-      c > lastGroup
-        ? (values[ownIndex] ?? 0)
-        : (values[increments.length + fineCount + c - firstGroup] ?? 0)
-    const groupEnd = (c: number): number => Math.min((c + 1) * g - 1, b)
-
-    if (sum <= this.limit) {
-      // Admitted. More quota frees up when the oldest counted unit leaves.
-      let leave = b
-      let found = false
-      for (let j = lo; j <= fineEnd && !found; j++) {
-        if (fineValue(j) > 0) {
-          leave = j
-          found = true
+    const readFrom: number[] = []
+    const readTo: number[] = []
+    let cachedSum = 0
+    let expand = 0
+    let from = lo
+    if (entry !== undefined) {
+      cachedSum = entry.sum
+      const units = entry.units
+      const h = entry.head
+      if (h < units.length && (units[h] as number) < lo) {
+        // A coarse group straddles the old edge: read the part still in the window in detail.
+        const to = units[h + 1] as number
+        cachedSum -= units[h + 2] as number
+        for (let j = lo; j <= to; j++) {
+          reads.push(j)
+          readFrom.push(j)
+          readTo.push(j)
         }
+        expand = reads.length
       }
-      for (let c = firstGroup; c <= lastGroup && !found; c++) {
-        if (groupValue(c) > 0) {
-          leave = groupEnd(c)
-          found = true
-        }
-      }
-      const resetSeconds = this.#secondsUntil(leave, t)
-      const remaining = this.limit - sum
-      return {
-        allowed: true,
-        limit: this.limit,
-        windowSeconds: this.windowSeconds,
-        remaining,
-        retryAfterSeconds: remaining > 0 ? 0 : resetSeconds,
-        resetSeconds,
-      }
+      from = Math.max(entry.settledTo + 1, lo)
     }
+    // Settled counters not cached yet, then the ones that may still change (not in the current
+    // group, whose value comes from its increment).
+    this.#pushRange(reads, readFrom, readTo, from, settledTo, lo)
+    const settle = reads.length - expand
+    const changingEnd = g === 0 ? b - 1 : current * g - 1
+    this.#pushRange(reads, readFrom, readTo, Math.max(settledTo + 1, lo), changingEnd, lo)
+    return {
+      id,
+      t,
+      b,
+      lo,
+      key: entry?.key ?? this.prefix + id,
+      entry,
+      version: entry?.version ?? 0,
+      units: entry?.units ?? NO_UNITS,
+      head: entry?.head ?? 0,
+      cachedSum,
+      expand,
+      settle,
+      settledTo,
+      increments,
+      reads,
+      readFrom,
+      readTo,
+    }
+  }
 
-    // Denied: roll back our own increment. One more request passes once `deficit` of the
-    // other counted requests have left the window; find the bucket where that happens.
-    const deficit = sum - this.limit
-    const rollback = increments.map(({ slot }) => ({ slot, amount: -1 }))
-    let cumulative = 0
-    let leave = b
-    let detailGroup = -1
-    let found = false
-    for (let j = lo; j <= fineEnd && !found; j++) {
-      cumulative += fineValue(j)
-      if (cumulative >= deficit) {
-        leave = j
-        found = true
-      }
-    }
-    const current = g === 0 ? 0 : Math.floor(b / g)
-    for (let c = firstGroup; g !== 0 && c <= current && !found; c++) {
-      const value = c === current ? groupValue(c) - 1 : groupValue(c)
-      if (cumulative + value >= deficit) {
-        detailGroup = c
-        found = true
+  /** Lists reads covering buckets from .. to: whole coarse groups where possible, else fine. */
+  #pushRange(
+    reads: number[],
+    readFrom: number[],
+    readTo: number[],
+    from: number,
+    to: number,
+    lo: number,
+  ): void {
+    const g = this.groupSize
+    let j = Math.max(from, lo)
+    while (j <= to) {
+      if (g !== 0 && j % g === 0 && j + g - 1 <= to) {
+        reads.push(coarseSlot(j / g))
+        readFrom.push(j)
+        readTo.push(j + g - 1)
+        j += g
       } else {
-        cumulative += value
+        reads.push(j)
+        readFrom.push(j)
+        readTo.push(j)
+        j++
       }
     }
+  }
 
-    if (detailGroup < 0) {
-      await this.store.update(key, rollback, [], this.ttlSeconds)
-    } else {
-      // The wait ends inside a coarse group: read its fine counters with the rollback.
-      const from = detailGroup * g
-      const to = groupEnd(detailGroup)
-      const detail: number[] = []
-      for (let j = from; j <= to; j++) {
-        detail.push(j)
-      }
-      const after = await this.store.update(key, rollback, detail, this.ttlSeconds)
-      leave = to
-      for (let j = from; j <= to; j++) {
-        cumulative += after[rollback.length + j - from] ?? 0
-        if (cumulative >= deficit) {
-          leave = j
-          break
-        }
+  /** The cached entry of `id`, brought up to time t, or a new one. */
+  #entry(id: string, t: number, lo: number, settledTo: number): Entry {
+    const cache = this.#cache
+    const epoch = this.store.epoch
+    let entry = cache.get(id)
+    if (entry !== undefined) {
+      if (
+        entry.epoch !== epoch ||
+        lo < entry.lo ||
+        settledTo < entry.settledTo ||
+        entry.deniedUntil - t > this.windowSeconds * 1000
+      ) {
+        // The store changed under us, or the clock went back: start again.
+        cache.delete(id)
+        entry = undefined
+      } else if (t - entry.seen >= TOUCH_EVERY_MS) {
+        // Move to the young end, so that eviction drops the least recently seen first.
+        cache.delete(id)
+        cache.set(id, entry)
       }
     }
-    const retryAfterSeconds = this.#secondsUntil(leave, t)
+    if (entry === undefined) {
+      entry = {
+        key: this.prefix + id,
+        epoch,
+        units: [],
+        head: 0,
+        sum: 0,
+        settledTo: lo - 1,
+        lo,
+        version: 0,
+        deniedUntil: 0,
+        seen: t,
+      }
+      this.#sweep(t)
+      cache.set(id, entry)
+    }
+    entry.seen = t
+    if (lo > entry.lo) {
+      // Drop the units that have left the window.
+      const units = entry.units
+      let h = entry.head
+      while (h < units.length && (units[h + 1] as number) < lo) {
+        entry.sum -= units[h + 2] as number
+        h += 3
+      }
+      if (h !== entry.head) {
+        entry.version++
+        if (h === units.length) {
+          entry.units = NO_UNITS
+          h = 0
+        } else if (h >= 48 && h * 2 >= units.length) {
+          entry.units = units.slice(h)
+          h = 0
+        }
+        entry.head = h
+      }
+      entry.lo = lo
+    }
+    return entry
+  }
+
+  /** Drops requesters idle for a whole window, and the oldest when the cache is full. */
+  #sweep(t: number): void {
+    const cache = this.#cache
+    const idle = t - this.windowSeconds * 1000 - this.graceMs
+    let examined = 0
+    for (const [id, entry] of cache) {
+      if (cache.size >= this.cacheSize || (examined < SWEEP_PER_INSERT && entry.seen < idle)) {
+        cache.delete(id)
+        examined++
+      } else {
+        break
+      }
+    }
+  }
+
+  #denied(id: string, wait: number): Decision {
     return {
       allowed: false,
       limit: this.limit,
       windowSeconds: this.windowSeconds,
       remaining: 0,
-      retryAfterSeconds,
-      resetSeconds: retryAfterSeconds,
+      retryAfterSeconds: wait,
+      resetSeconds: wait,
+      id,
+      bucket: -1,
     }
+  }
+
+  /** Sums the window from the store's reply, caches what settled, and decides. */
+  #settle(plan: Plan, values: number[]): Decision | Promise<Decision> {
+    const { entry, increments, reads, readTo, b, expand } = plan
+    const first = increments.length
+    let sum = plan.cachedSum + (values[first - 1] ?? 0)
+    for (let i = first; i < values.length; i++) {
+      sum += values[i] ?? 0
+    }
+    if (
+      entry !== undefined &&
+      (expand > 0 || plan.settle > 0) &&
+      entry.version === plan.version &&
+      entry.epoch === this.store.epoch
+    ) {
+      this.#cacheReads(entry, plan, values)
+    }
+    if (sum > this.limit) {
+      return this.#deny(plan, values, sum)
+    }
+
+    // Admitted. More quota frees up when the oldest counted unit leaves: the first non-zero one
+    // of the expanded edge, the cached units, the other reads, the current group.
+    let leave = -1
+    for (let i = 0; i < expand && leave < 0; i++) {
+      if ((values[first + i] ?? 0) > 0) {
+        leave = readTo[i] as number
+      }
+    }
+    const cachedHead = expand > 0 ? plan.head + 3 : plan.head
+    if (leave < 0 && cachedHead < plan.units.length) {
+      leave = plan.units[cachedHead + 1] as number
+    }
+    for (let i = expand; i < reads.length && leave < 0; i++) {
+      if ((values[first + i] ?? 0) > 0) {
+        leave = readTo[i] as number
+      }
+    }
+    if (leave < 0) {
+      const g = this.groupSize
+      leave = g === 0 ? b : Math.min((Math.floor(b / g) + 1) * g - 1, b)
+    }
+    const resetSeconds = this.#secondsUntil(leave, plan.t)
+    const remaining = this.limit - sum
+    return {
+      allowed: true,
+      limit: this.limit,
+      windowSeconds: this.windowSeconds,
+      remaining,
+      retryAfterSeconds: remaining > 0 ? 0 : resetSeconds,
+      resetSeconds,
+      id: plan.id,
+      bucket: b,
+    }
+  }
+
+  /** Caches the settled values a reply brought (the entry has not changed since the plan). */
+  #cacheReads(entry: Entry, plan: Plan, values: number[]): void {
+    const { expand, settle, readFrom, readTo } = plan
+    const first = plan.increments.length
+    const old = entry.units
+    const units: number[] = []
+    let sum = 0
+    for (let i = 0; i < expand; i++) {
+      // The non-zero fine counters replacing the coarse group that straddled the old edge.
+      const value = values[first + i] ?? 0
+      if (value > 0) {
+        units.push(readFrom[i] as number, readTo[i] as number, value)
+        sum += value
+      }
+    }
+    for (let h = expand > 0 ? entry.head + 3 : entry.head; h < old.length; h += 3) {
+      units.push(old[h] as number, old[h + 1] as number, old[h + 2] as number)
+      sum += old[h + 2] as number
+    }
+    for (let i = expand; i < expand + settle; i++) {
+      const value = values[first + i] ?? 0
+      if (value > 0) {
+        units.push(readFrom[i] as number, readTo[i] as number, value)
+        sum += value
+      }
+    }
+    entry.units = units.length === 0 ? NO_UNITS : units
+    entry.head = 0
+    entry.sum = sum
+    entry.settledTo = Math.max(entry.settledTo, plan.settledTo)
+    entry.version++
+  }
+
+  /**
+   * Denied: roll back our own increment. One more request passes once `deficit` of the other
+   * counted requests have left the window; find the bucket where that happens, reading a coarse
+   * group's fine counters (in the rollback's round trip) when the wait ends inside one.
+   */
+  #deny(plan: Plan, values: number[], sum: number): Decision | Promise<Decision> {
+    const { increments, reads, readFrom, readTo, b, lo, t, expand, units } = plan
+    const g = this.groupSize
+    const first = increments.length
+    // Units oldest first, as the plan counted them: the expanded edge, the cached units, the
+    // other reads, then the current group (or bucket) without our own request.
+    const unitFrom: number[] = []
+    const unitTo: number[] = []
+    const unitCount: number[] = []
+    for (let i = 0; i < expand; i++) {
+      unitFrom.push(readFrom[i] as number)
+      unitTo.push(readTo[i] as number)
+      unitCount.push(values[first + i] ?? 0)
+    }
+    for (let h = expand > 0 ? plan.head + 3 : plan.head; h < units.length; h += 3) {
+      unitFrom.push(units[h] as number)
+      unitTo.push(units[h + 1] as number)
+      unitCount.push(units[h + 2] as number)
+    }
+    for (let i = expand; i < reads.length; i++) {
+      unitFrom.push(readFrom[i] as number)
+      unitTo.push(readTo[i] as number)
+      unitCount.push(values[first + i] ?? 0)
+    }
+    const current = g === 0 ? b : Math.floor(b / g)
+    unitFrom.push(g === 0 ? b : current * g)
+    unitTo.push(g === 0 ? b : current * g + g - 1)
+    unitCount.push((values[first - 1] ?? 0) - 1)
+
+    const deficit = sum - this.limit
+    let cumulative = 0
+    let leave = b
+    let detail = -1
+    for (let u = 0; u < unitCount.length; u++) {
+      const count = unitCount[u] as number
+      if (cumulative + count >= deficit) {
+        if (unitFrom[u] === unitTo[u]) {
+          leave = unitFrom[u] as number
+        } else {
+          detail = u
+        }
+        break
+      }
+      cumulative += count
+    }
+
+    const rollback = increments.map(({ slot }) => ({ slot, amount: -1 }))
+    const detailFrom = detail < 0 ? 0 : Math.max(unitFrom[detail] as number, lo)
+    const detailTo = detail < 0 ? -1 : Math.min(unitTo[detail] as number, b)
+    const detailReads: number[] = []
+    for (let j = detailFrom; j <= detailTo; j++) {
+      detailReads.push(j)
+    }
+    const finish = (after: number[]): Decision => {
+      if (detail >= 0) {
+        leave = detailTo
+        for (let j = detailFrom; j <= detailTo; j++) {
+          cumulative += after[rollback.length + j - detailFrom] ?? 0
+          if (cumulative >= deficit) {
+            leave = j
+            break
+          }
+        }
+      }
+      const deniedUntil = (leave + this.buckets) * this.#bucketMs
+      const entry = plan.entry
+      if (entry !== undefined && this.#cache.get(plan.id) === entry) {
+        entry.deniedUntil = deniedUntil
+      }
+      return this.#denied(plan.id, Math.max(1, Math.ceil((deniedUntil - t) / 1000)))
+    }
+    const store = this.store
+    if (store.updateSync !== undefined) {
+      return finish(store.updateSync(plan.key, rollback, detailReads, this.ttlSeconds))
+    }
+    return store.update(plan.key, rollback, detailReads, this.ttlSeconds).then(finish)
   }
 
   /** Whole seconds (at least 1) from `t` until bucket `bucket` has left the window. */

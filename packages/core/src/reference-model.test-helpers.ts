@@ -100,3 +100,42 @@ export class MapStore implements Store {
     return Promise.resolve()
   }
 }
+
+/** Wraps a store and records the operations of every call, to pin them per decision. */
+export class CountingStore implements Store {
+  readonly name: string
+  /** One row per update call: how many increments and reads it sent. */
+  readonly calls: { increments: number; reads: number }[] = []
+
+  constructor(readonly inner: Store) {
+    this.name = inner.name
+  }
+
+  get epoch(): number | undefined {
+    return this.inner.epoch
+  }
+
+  /** Operations (increments + reads) since `since` calls, and the calls themselves. */
+  opsSince(since: number): { calls: number; ops: number } {
+    const rows = this.calls.slice(since)
+    return { calls: rows.length, ops: rows.reduce((sum, r) => sum + r.increments + r.reads, 0) }
+  }
+
+  update(
+    key: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    ttlSeconds: number,
+  ): Promise<number[]> {
+    this.calls.push({ increments: increments.length, reads: reads.length })
+    return this.inner.update(key, increments, reads, ttlSeconds)
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping()
+  }
+
+  close(): Promise<void> {
+    return this.inner.close()
+  }
+}

@@ -36,6 +36,24 @@ export interface Store {
     ttlSeconds: number,
   ): Promise<number[]>
 
+  /**
+   * Optional: {@link update} answered at once, for stores that need no I/O (the memory store).
+   * The limiter then decides without a promise. Throws a `StoreError` when the store fails.
+   */
+  updateSync?(
+    key: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    ttlSeconds: number,
+  ): number[]
+
+  /**
+   * Optional: a number that changes whenever the counters the store answers from change as a
+   * whole (a failover to another store and back). Limiters drop the counter values they cached
+   * when it changes.
+   */
+  readonly epoch?: number
+
   /** Checks that the store answers; rejects with a `StoreError` when it does not. */
   ping(): Promise<void>
 

@@ -57,7 +57,7 @@ describe.skipIf(!available)('MemcacheStore against a real memcached', () => {
   })
 
   it('reports a corrupt counter as a StoreError and keeps working', async () => {
-    const store = new MemcacheStore({ servers: memcached.address })
+    const store = new MemcacheStore({ servers: memcached.address, deadlineMs: 2000 })
     const base = store.keyBase('corrupt')
     await memcached.command(`set ${base}1 0 60 5\r\nhello`)
     await expect(store.update('corrupt', [], [1], 60)).rejects.toThrow(/is not a number/)
@@ -90,7 +90,11 @@ describe.skipIf(!available)('MemcacheStore against a real memcached', () => {
   })
 
   it('runs the limiter: the 4th of 3 is denied, and denial rolls back', async () => {
-    const store = new MemcacheStore({ servers: memcached.address, prefix: `lim${Date.now()}:` })
+    const store = new MemcacheStore({
+      servers: memcached.address,
+      prefix: `lim${Date.now()}:`,
+      deadlineMs: 2000,
+    })
     const limiter = createLimiter({ store, limit: 3, windowSeconds: 60 })
     const decisions = []
     for (let i = 0; i < 5; i++) {
