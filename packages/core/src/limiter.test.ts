@@ -3,7 +3,12 @@ import { describe, expect, it } from 'vitest'
 import { ConfigError } from './errors.js'
 import { createLimiter } from './limiter.js'
 import type { Decision } from './limiter.js'
-import { CountingStore, MapStore, ReferenceModel } from './reference-model.test-helpers.js'
+import {
+  CountingStore,
+  MapStore,
+  ReferenceModel,
+  SyncMapStore,
+} from './reference-model.test-helpers.js'
 
 const T0 = 1_700_000_000_000 // a bucket boundary for every bucket size used here
 
@@ -270,246 +275,256 @@ describe('SlidingWindowLimiter store traffic (1 h window, 1 s buckets)', () => {
   })
 })
 
-describe('SlidingWindowLimiter against the reference model', () => {
-  const geometry = fc.record({
-    limit: fc.integer({ min: 1, max: 12 }),
-    bucketSeconds: fc.constantFrom(1, 2, 3, 5),
-    buckets: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 65, max: 400 })),
-  })
-  // Gaps between requests: bursts, steps of about a bucket, and long jumps across windows.
-  const gaps = (windowMs: number, bucketMs: number) =>
-    fc.array(
-      fc.oneof(
-        { weight: 5, arbitrary: fc.integer({ min: 0, max: 300 }) },
-        { weight: 3, arbitrary: fc.integer({ min: 0, max: bucketMs * 3 }) },
-        { weight: 2, arbitrary: fc.integer({ min: 0, max: Math.floor(windowMs / 3) }) },
-        { weight: 1, arbitrary: fc.integer({ min: 0, max: windowMs * 2 }) },
-      ),
-      { minLength: 1, maxLength: 120 },
-    )
+describe.each([
+  ['a store answering with promises', MapStore],
+  ['a synchronous store (as the memory store)', SyncMapStore],
+])('with %s', (_kind, StoreKind) => {
+  describe('SlidingWindowLimiter against the reference model', () => {
+    const geometry = fc.record({
+      limit: fc.integer({ min: 1, max: 12 }),
+      bucketSeconds: fc.constantFrom(1, 2, 3, 5),
+      buckets: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 65, max: 400 })),
+    })
+    // Gaps between requests: bursts, steps of about a bucket, and long jumps across windows.
+    const gaps = (windowMs: number, bucketMs: number) =>
+      fc.array(
+        fc.oneof(
+          { weight: 5, arbitrary: fc.integer({ min: 0, max: 300 }) },
+          { weight: 3, arbitrary: fc.integer({ min: 0, max: bucketMs * 3 }) },
+          { weight: 2, arbitrary: fc.integer({ min: 0, max: Math.floor(windowMs / 3) }) },
+          { weight: 1, arbitrary: fc.integer({ min: 0, max: windowMs * 2 }) },
+        ),
+        { minLength: 1, maxLength: 120 },
+      )
 
-  const scenario = geometry.chain((g) => {
-    const windowSeconds = g.buckets * g.bucketSeconds
-    return fc.record({
-      ...Object.fromEntries(Object.entries(g).map(([k, v]) => [k, fc.constant(v)])),
-      windowSeconds: fc.constant(windowSeconds),
-      start: fc.integer({ min: 0, max: 10_000_000 }),
-      gaps: gaps(windowSeconds * 1000, g.bucketSeconds * 1000),
-      ids: fc.array(fc.constantFrom('a', 'b'), { minLength: 120, maxLength: 120 }),
-    }) as fc.Arbitrary<{
-      limit: number
-      bucketSeconds: number
-      windowSeconds: number
-      start: number
-      gaps: number[]
-      ids: string[]
-    }>
-  })
+    const scenario = geometry.chain((g) => {
+      const windowSeconds = g.buckets * g.bucketSeconds
+      return fc.record({
+        ...Object.fromEntries(Object.entries(g).map(([k, v]) => [k, fc.constant(v)])),
+        windowSeconds: fc.constant(windowSeconds),
+        start: fc.integer({ min: 0, max: 10_000_000 }),
+        gaps: gaps(windowSeconds * 1000, g.bucketSeconds * 1000),
+        ids: fc.array(fc.constantFrom('a', 'b'), { minLength: 120, maxLength: 120 }),
+      }) as fc.Arbitrary<{
+        limit: number
+        bucketSeconds: number
+        windowSeconds: number
+        start: number
+        gaps: number[]
+        ids: string[]
+      }>
+    })
 
-  it('decides, counts down and sets retry times exactly as a list of timestamps would', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        scenario,
-        async ({ limit, bucketSeconds, windowSeconds, start, gaps, ids }) => {
-          let t = T0 + start
-          const store = new MapStore(() => t)
-          const limiter = createLimiter({
-            store,
-            now: () => t,
-            limit,
-            windowSeconds,
-            bucketSeconds,
-          })
-          const models = new Map<string, ReferenceModel>()
-          const groupSeconds = Math.max(limiter.groupSize, 1) * bucketSeconds
-          for (const [i, gap] of gaps.entries()) {
-            t += gap
-            const id = ids[i] ?? 'a'
-            let model = models.get(id)
-            if (model === undefined) {
-              model = new ReferenceModel(limit, windowSeconds, bucketSeconds)
-              models.set(id, model)
-            }
-            const expected = model.decide(t)
-            const actual = await limiter.consume(id)
-            expect(actual.allowed).toBe(expected.allowed)
-            expect(actual.remaining).toBe(expected.remaining)
-            if (expected.allowed) {
-              // Admitted: the reset may be rounded up to the end of a coarse group.
-              expect(actual.resetSeconds).toBeGreaterThanOrEqual(expected.resetSeconds)
-              expect(actual.resetSeconds).toBeLessThanOrEqual(expected.resetSeconds + groupSeconds)
-              if (expected.remaining > 0) {
-                expect(actual.retryAfterSeconds).toBe(0)
+    it('decides, counts down and sets retry times exactly as a list of timestamps would', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          scenario,
+          async ({ limit, bucketSeconds, windowSeconds, start, gaps, ids }) => {
+            let t = T0 + start
+            const store = new StoreKind(() => t)
+            const limiter = createLimiter({
+              store,
+              now: () => t,
+              limit,
+              windowSeconds,
+              bucketSeconds,
+            })
+            const models = new Map<string, ReferenceModel>()
+            const groupSeconds = Math.max(limiter.groupSize, 1) * bucketSeconds
+            for (const [i, gap] of gaps.entries()) {
+              t += gap
+              const id = ids[i] ?? 'a'
+              let model = models.get(id)
+              if (model === undefined) {
+                model = new ReferenceModel(limit, windowSeconds, bucketSeconds)
+                models.set(id, model)
               }
-            } else {
-              expect(actual.retryAfterSeconds).toBe(expected.retryAfterSeconds)
-              expect(actual.resetSeconds).toBe(expected.resetSeconds)
+              const expected = model.decide(t)
+              const actual = await limiter.consume(id)
+              expect(actual.allowed).toBe(expected.allowed)
+              expect(actual.remaining).toBe(expected.remaining)
+              if (expected.allowed) {
+                // Admitted: the reset may be rounded up to the end of a coarse group.
+                expect(actual.resetSeconds).toBeGreaterThanOrEqual(expected.resetSeconds)
+                expect(actual.resetSeconds).toBeLessThanOrEqual(
+                  expected.resetSeconds + groupSeconds,
+                )
+                if (expected.remaining > 0) {
+                  expect(actual.retryAfterSeconds).toBe(0)
+                }
+              } else {
+                expect(actual.retryAfterSeconds).toBe(expected.retryAfterSeconds)
+                expect(actual.resetSeconds).toBe(expected.resetSeconds)
+              }
             }
-          }
-        },
-      ),
-      { numRuns: 600 },
-    )
+          },
+        ),
+        { numRuns: 600 },
+      )
+    })
+
+    it('agrees with the model for the default hour of one-second buckets', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.integer({ min: 1, max: 5 }),
+          fc.array(
+            fc.oneof(fc.integer({ min: 0, max: 2000 }), fc.integer({ min: 0, max: 1_500_000 })),
+            { minLength: 1, maxLength: 40 },
+          ),
+          async (limit, gaps) => {
+            let t = T0 + 123_456
+            const store = new StoreKind(() => t)
+            const limiter = createLimiter({ store, now: () => t, limit })
+            const model = new ReferenceModel(limit, 3600, 1)
+            for (const gap of gaps) {
+              t += gap
+              const expected = model.decide(t)
+              const actual = await limiter.consume('x')
+              expect(actual.allowed).toBe(expected.allowed)
+              expect(actual.remaining).toBe(expected.remaining)
+              if (!expected.allowed) {
+                expect(actual.retryAfterSeconds).toBe(expected.retryAfterSeconds)
+              }
+            }
+          },
+        ),
+        { numRuns: 200 },
+      )
+    })
   })
 
-  it('agrees with the model for the default hour of one-second buckets', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.integer({ min: 1, max: 5 }),
-        fc.array(
-          fc.oneof(fc.integer({ min: 0, max: 2000 }), fc.integer({ min: 0, max: 1_500_000 })),
-          { minLength: 1, maxLength: 40 },
-        ),
-        async (limit, gaps) => {
-          let t = T0 + 123_456
-          const store = new MapStore(() => t)
-          const limiter = createLimiter({ store, now: () => t, limit })
-          const model = new ReferenceModel(limit, 3600, 1)
-          for (const gap of gaps) {
-            t += gap
-            const expected = model.decide(t)
-            const actual = await limiter.consume('x')
-            expect(actual.allowed).toBe(expected.allowed)
-            expect(actual.remaining).toBe(expected.remaining)
-            if (!expected.allowed) {
-              expect(actual.retryAfterSeconds).toBe(expected.retryAfterSeconds)
-            }
-          }
-        },
-      ),
-      { numRuns: 200 },
-    )
-  })
-})
-
-describe('several cached limiters sharing one store, as separate processes would', () => {
-  // Each instance has its own clock, off by less than the grace; each keeps its own cache. The
-  // same requests go to limiters without a cache (cacheSize 0), which read their whole window
-  // every time: the cache must change nothing.
-  const scenario = fc.record({
-    limit: fc.integer({ min: 1, max: 8 }),
-    bucketSeconds: fc.constantFrom(1, 2),
-    buckets: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 65, max: 300 })),
-    graceMs: fc.constantFrom(0, 1000, 2000, 5000),
-    skews: fc.array(fc.double({ min: -0.99, max: 0.99, noNaN: true }), {
-      minLength: 2,
-      maxLength: 4,
-    }),
-    start: fc.integer({ min: 0, max: 10_000_000 }),
-    steps: fc.array(
-      fc.record({
-        gap: fc.oneof(
-          { weight: 10, arbitrary: fc.integer({ min: 0, max: 1500 }) },
-          { weight: 2, arbitrary: fc.integer({ min: 0, max: 60_000 }) },
-          { weight: 1, arbitrary: fc.integer({ min: 0, max: 1_200_000 }) },
-        ),
-        instance: fc.nat(),
-        id: fc.constantFrom('a', 'b'),
+  describe('several cached limiters sharing one store, as separate processes would', () => {
+    // Each instance has its own clock, off by less than the grace; each keeps its own cache. The
+    // same requests go to limiters without a cache (cacheSize 0), which read their whole window
+    // every time: the cache must change nothing.
+    const scenario = fc.record({
+      limit: fc.integer({ min: 1, max: 8 }),
+      bucketSeconds: fc.constantFrom(1, 2),
+      buckets: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 65, max: 300 })),
+      graceMs: fc.constantFrom(0, 1000, 2000, 5000),
+      skews: fc.array(fc.double({ min: -0.99, max: 0.99, noNaN: true }), {
+        minLength: 2,
+        maxLength: 4,
       }),
-      { minLength: 1, maxLength: 150 },
-    ),
-  })
-
-  it('decides as uncached limiters do, with clocks apart by less than the grace', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        scenario,
-        async ({ limit, bucketSeconds, buckets, graceMs, skews, start, steps }) => {
-          let t = T0 + start
-          const windowSeconds = buckets * bucketSeconds
-          const offsets = skews.map((s) => Math.trunc(s * graceMs))
-          const world = (cacheSize: number) => {
-            const store = new MapStore(() => t)
-            return offsets.map((offset) =>
-              createLimiter({
-                store,
-                now: () => t + offset,
-                limit,
-                windowSeconds,
-                bucketSeconds,
-                graceMs,
-                cacheSize,
-              }),
-            )
-          }
-          const cached = world(100)
-          const plain = world(0)
-          for (const { gap, instance, id } of steps) {
-            t += gap
-            const i = instance % offsets.length
-            const actual = await (cached[i] as (typeof cached)[number]).consume(id)
-            const expected = await (plain[i] as (typeof plain)[number]).consume(id)
-            expect(actual.allowed).toBe(expected.allowed)
-            expect(actual.remaining).toBe(expected.remaining)
-            if (graceMs === 0 || offsets.every((o) => o === offsets[0])) {
-              // One clock: a remembered denial is exact.
-              expect(actual).toEqual(expected)
-            } else if (!actual.allowed) {
-              // A process with a faster clock may admit before a remembered denial ends: the
-              // remembered wait is then shorter than the store's, never longer.
-              expect(actual.retryAfterSeconds).toBeLessThanOrEqual(expected.retryAfterSeconds)
-            } else {
-              expect(actual.resetSeconds).toBe(expected.resetSeconds)
-            }
-          }
-        },
+      start: fc.integer({ min: 0, max: 10_000_000 }),
+      steps: fc.array(
+        fc.record({
+          gap: fc.oneof(
+            { weight: 10, arbitrary: fc.integer({ min: 0, max: 1500 }) },
+            { weight: 2, arbitrary: fc.integer({ min: 0, max: 60_000 }) },
+            { weight: 1, arbitrary: fc.integer({ min: 0, max: 1_200_000 }) },
+          ),
+          instance: fc.nat(),
+          id: fc.constantFrom('a', 'b'),
+        }),
+        { minLength: 1, maxLength: 150 },
       ),
-      { numRuns: 600 },
-    )
-  })
+    })
 
-  it('agrees with the reference model when the instances share one clock', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.integer({ min: 1, max: 6 }),
-        fc.array(
-          fc.record({
-            gap: fc.oneof(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: 900_000 })),
-            instance: fc.integer({ min: 0, max: 2 }),
-          }),
-          { minLength: 1, maxLength: 80 },
+    it('decides as uncached limiters do, with clocks apart by less than the grace', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          scenario,
+          async ({ limit, bucketSeconds, buckets, graceMs, skews, start, steps }) => {
+            let t = T0 + start
+            const windowSeconds = buckets * bucketSeconds
+            const offsets = skews.map((s) => Math.trunc(s * graceMs))
+            const world = (cacheSize: number) => {
+              const store = new StoreKind(() => t)
+              return offsets.map((offset) =>
+                createLimiter({
+                  store,
+                  now: () => t + offset,
+                  limit,
+                  windowSeconds,
+                  bucketSeconds,
+                  graceMs,
+                  cacheSize,
+                }),
+              )
+            }
+            const cached = world(100)
+            const plain = world(0)
+            for (const { gap, instance, id } of steps) {
+              t += gap
+              const i = instance % offsets.length
+              const actual = await (cached[i] as (typeof cached)[number]).consume(id)
+              const expected = await (plain[i] as (typeof plain)[number]).consume(id)
+              expect(actual.allowed).toBe(expected.allowed)
+              expect(actual.remaining).toBe(expected.remaining)
+              if (graceMs === 0 || offsets.every((o) => o === offsets[0])) {
+                // One clock: a remembered denial is exact.
+                expect(actual).toEqual(expected)
+              } else if (!actual.allowed) {
+                // A process with a faster clock may admit before a remembered denial ends: the
+                // remembered wait is then shorter than the store's, never longer.
+                expect(actual.retryAfterSeconds).toBeLessThanOrEqual(expected.retryAfterSeconds)
+              } else {
+                expect(actual.resetSeconds).toBe(expected.resetSeconds)
+              }
+            }
+          },
         ),
-        async (limit, steps) => {
-          let t = T0 + 4321
-          const store = new MapStore(() => t)
-          const limiters = [0, 1, 2].map(() => createLimiter({ store, now: () => t, limit }))
-          const model = new ReferenceModel(limit, 3600, 1)
-          for (const { gap, instance } of steps) {
-            t += gap
-            const expected = model.decide(t)
-            const actual = await (limiters[instance] as (typeof limiters)[number]).consume('x')
-            expect(actual.allowed).toBe(expected.allowed)
-            expect(actual.remaining).toBe(expected.remaining)
-            if (!expected.allowed) {
-              expect(actual.retryAfterSeconds).toBe(expected.retryAfterSeconds)
+        { numRuns: 600 },
+      )
+    })
+
+    it('agrees with the reference model when the instances share one clock', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.integer({ min: 1, max: 6 }),
+          fc.array(
+            fc.record({
+              gap: fc.oneof(
+                fc.integer({ min: 0, max: 3000 }),
+                fc.integer({ min: 0, max: 900_000 }),
+              ),
+              instance: fc.integer({ min: 0, max: 2 }),
+            }),
+            { minLength: 1, maxLength: 80 },
+          ),
+          async (limit, steps) => {
+            let t = T0 + 4321
+            const store = new StoreKind(() => t)
+            const limiters = [0, 1, 2].map(() => createLimiter({ store, now: () => t, limit }))
+            const model = new ReferenceModel(limit, 3600, 1)
+            for (const { gap, instance } of steps) {
+              t += gap
+              const expected = model.decide(t)
+              const actual = await (limiters[instance] as (typeof limiters)[number]).consume('x')
+              expect(actual.allowed).toBe(expected.allowed)
+              expect(actual.remaining).toBe(expected.remaining)
+              if (!expected.allowed) {
+                expect(actual.retryAfterSeconds).toBe(expected.retryAfterSeconds)
+              }
             }
-          }
-        },
-      ),
-      { numRuns: 200 },
-    )
-  })
-})
-
-describe('decisions in flight at once', () => {
-  it('never admit more than the limit', async () => {
-    const t = T0 + 100_000
-    const limiter = createLimiter({ store: new MapStore(() => t), now: () => t, limit: 50 })
-    const decisions = await Promise.all(Array.from({ length: 60 }, () => limiter.consume('a')))
-    expect(decisions.filter((d) => d.allowed)).toHaveLength(50)
+          },
+        ),
+        { numRuns: 200 },
+      )
+    })
   })
 
-  it('leave the cache matching a full read of the store, across settling and the old edge', async () => {
-    let t = T0 + 100_000
-    const store = new MapStore(() => t)
-    const cached = createLimiter({ store, now: () => t, limit: 1_000_000 })
-    const plain = createLimiter({ store, now: () => t, limit: 1_000_000, cacheSize: 0 })
-    for (let step = 0; step < 400; step++) {
-      t += (step * 7919) % 40_000
-      await Promise.all(Array.from({ length: 5 }, () => cached.consume('a')))
-      const viaCache = await cached.consume('a')
-      const viaPlain = await plain.consume('a')
-      expect(viaCache.remaining - 1).toBe(viaPlain.remaining)
-    }
+  describe('decisions in flight at once', () => {
+    it('never admit more than the limit', async () => {
+      const t = T0 + 100_000
+      const limiter = createLimiter({ store: new StoreKind(() => t), now: () => t, limit: 50 })
+      const decisions = await Promise.all(Array.from({ length: 60 }, () => limiter.consume('a')))
+      expect(decisions.filter((d) => d.allowed)).toHaveLength(50)
+    })
+
+    it('leave the cache matching a full read of the store, across settling and the old edge', async () => {
+      let t = T0 + 100_000
+      const store = new StoreKind(() => t)
+      const cached = createLimiter({ store, now: () => t, limit: 1_000_000 })
+      const plain = createLimiter({ store, now: () => t, limit: 1_000_000, cacheSize: 0 })
+      for (let step = 0; step < 400; step++) {
+        t += (step * 7919) % 40_000
+        await Promise.all(Array.from({ length: 5 }, () => cached.consume('a')))
+        const viaCache = await cached.consume('a')
+        const viaPlain = await plain.consume('a')
+        expect(viaCache.remaining - 1).toBe(viaPlain.remaining)
+      }
+    })
   })
 })

@@ -95,6 +95,13 @@ const SWEEP_PER_INSERT = 2
 /** An entry moves to the young end of the cache at most this often. */
 const TOUCH_EVERY_MS = 1000
 const NO_UNITS: readonly number[] = []
+const NO_READS: readonly number[] = []
+const NO_VALUES: number[] = []
+
+interface MutableIncrement {
+  slot: number
+  amount: number
+}
 
 function wholeNumber(option: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
@@ -180,6 +187,8 @@ export class SlidingWindowLimiter {
   readonly #now: () => number
   readonly #bucketMs: number
   readonly #cache = new Map<string, Entry>()
+  /** Reused by synchronous decisions: the fine bucket's increment, then the coarse group's. */
+  readonly #increments: SlotIncrement[]
 
   constructor({
     store,
@@ -217,6 +226,13 @@ export class SlidingWindowLimiter {
     this.cacheSize = wholeNumber('cacheSize', cacheSize, 0)
     this.store = store
     this.#now = now
+    this.#increments =
+      windowSeconds / bucketSeconds > COARSE_ABOVE_BUCKETS
+        ? [
+            { slot: 0, amount: 1 },
+            { slot: 0, amount: 1 },
+          ]
+        : [{ slot: 0, amount: 1 }]
     this.#bucketMs = bucketSeconds * 1000
     this.buckets = windowSeconds / bucketSeconds
     this.groupSize = this.buckets > COARSE_ABOVE_BUCKETS ? Math.ceil(Math.sqrt(this.buckets)) : 0
@@ -304,6 +320,16 @@ export class SlidingWindowLimiter {
       const wait = Math.max(1, Math.ceil((entry.deniedUntil - t) / 1000))
       return this.#denied(id, wait)
     }
+    const changingEnd = g === 0 ? b - 1 : current * g - 1
+    if (
+      entry !== undefined &&
+      this.store.updateSync !== undefined &&
+      Math.max(entry.settledTo + 1, lo) > settledTo &&
+      Math.max(settledTo + 1, lo) > changingEnd &&
+      (entry.head >= entry.units.length || (entry.units[entry.head] as number) >= lo)
+    ) {
+      return this.#decideCached(id, t, b, current, entry)
+    }
 
     const increments: SlotIncrement[] =
       g === 0
@@ -339,7 +365,6 @@ export class SlidingWindowLimiter {
     // group, whose value comes from its increment).
     this.#pushRange(reads, readFrom, readTo, from, settledTo, lo)
     const settle = reads.length - expand
-    const changingEnd = g === 0 ? b - 1 : current * g - 1
     this.#pushRange(reads, readFrom, readTo, Math.max(settledTo + 1, lo), changingEnd, lo)
     return {
       id,
@@ -359,6 +384,62 @@ export class SlidingWindowLimiter {
       reads,
       readFrom,
       readTo,
+    }
+  }
+
+  /**
+   * The common case with a synchronous store: everything outside the current group is cached,
+   * so the decision is the two increments and a sum, with no lists built.
+   */
+  #decideCached(id: string, t: number, b: number, current: number, entry: Entry): Decision {
+    const increments = this.#increments
+    ;(increments[0] as MutableIncrement).slot = b
+    if (this.groupSize !== 0) {
+      ;(increments[1] as MutableIncrement).slot = coarseSlot(current)
+    }
+    const values =
+      this.store.updateSync?.(entry.key, increments, NO_READS, this.ttlSeconds) ?? NO_VALUES
+    const sum = entry.sum + (values[increments.length - 1] ?? 0)
+    if (sum > this.limit) {
+      const plan: Plan = {
+        id,
+        t,
+        b,
+        lo: entry.lo,
+        key: entry.key,
+        entry,
+        version: entry.version,
+        units: entry.units,
+        head: entry.head,
+        cachedSum: entry.sum,
+        expand: 0,
+        settle: 0,
+        settledTo: entry.settledTo,
+        increments: increments.map(({ slot }) => ({ slot, amount: 1 })),
+        reads: [],
+        readFrom: [],
+        readTo: [],
+      }
+      return this.#deny(plan, values, sum) as Decision
+    }
+    const g = this.groupSize
+    const leave =
+      entry.head < entry.units.length
+        ? (entry.units[entry.head + 1] as number)
+        : g === 0
+          ? b
+          : Math.min(current * g + g - 1, b)
+    const resetSeconds = this.#secondsUntil(leave, t)
+    const remaining = this.limit - sum
+    return {
+      allowed: true,
+      limit: this.limit,
+      windowSeconds: this.windowSeconds,
+      remaining,
+      retryAfterSeconds: remaining > 0 ? 0 : resetSeconds,
+      resetSeconds,
+      id,
+      bucket: b,
     }
   }
 

@@ -70,6 +70,16 @@ export class MapStore implements Store {
     if (this.closed) {
       return Promise.reject(new StoreError(this.name, 'closed'))
     }
+    return Promise.resolve(this.apply(key, increments, reads, ttlSeconds))
+  }
+
+  /** The update itself, answered at once. */
+  apply(
+    key: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    ttlSeconds: number,
+  ): number[] {
     this.calls++
     this.incrementsSeen += increments.length
     this.readsSeen += reads.length
@@ -88,7 +98,7 @@ export class MapStore implements Store {
     for (const slot of reads) {
       out.push(live(slot)?.value ?? 0)
     }
-    return Promise.resolve(out)
+    return out
   }
 
   ping(): Promise<void> {
@@ -98,6 +108,21 @@ export class MapStore implements Store {
   close(): Promise<void> {
     this.closed = true
     return Promise.resolve()
+  }
+}
+
+/** The Map store with `updateSync`, as the memory store has: the limiter's synchronous path. */
+export class SyncMapStore extends MapStore {
+  updateSync(
+    key: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    ttlSeconds: number,
+  ): number[] {
+    if (this.closed) {
+      throw new StoreError(this.name, 'closed')
+    }
+    return this.apply(key, increments, reads, ttlSeconds)
   }
 }
 

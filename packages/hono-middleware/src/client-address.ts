@@ -1,10 +1,17 @@
-// The default requester key: the client address of the connection.
+// Who is the client? The default requester key.
 //
-// On @hono/node-server the Node request is `c.env.incoming`; its socket's remote address is
-// the peer that opened the connection, which a client cannot choose. Headers such as
-// X-Forwarded-For are only trusted when the caller says so (see trustProxy in the app).
+// On @hono/node-server the Node request is `c.env.incoming`; its socket's remote address is the
+// peer that opened the connection, which a client cannot choose. Forwarding headers
+// (X-Forwarded-For, or Forwarded from RFC 7239) are read only when the proxies in front are
+// trusted, by hop count or by address: otherwise any client could pick its own key.
+//
+// IPv6 clients usually hold a whole prefix (a /56 or /64 is handed to each home or server), so
+// they are keyed by their /56 network by default; an IPv4-mapped IPv6 address is its IPv4 one.
+// Addresses are parsed by ipaddr.js.
 
+import { ConfigError } from '@slidelimit/core'
 import type { Context } from 'hono'
+import ipaddr from 'ipaddr.js'
 
 interface NodeBindings {
   incoming?: { socket?: { remoteAddress?: string } }
@@ -14,6 +21,43 @@ interface NodeBindings {
 
 /** The key used when no address can be found (every such request shares it). */
 export const UNKNOWN_CLIENT = 'unknown'
+
+/** Longest forwarding header looked at; a longer one is ignored (and logged). */
+export const MAX_FORWARDED_LENGTH = 8192
+/** Most entries looked at in a forwarding header. */
+export const MAX_FORWARDED_ENTRIES = 64
+
+/** Where a logger goes: `debug` receives why a forwarding header was not used. */
+export interface DebugLogger {
+  debug: (message: string, fields: Record<string, unknown>) => void
+}
+
+/** How to find the client address. */
+export interface ClientAddressOptions {
+  /**
+   * Which proxies in front of the app to trust:
+   * - `false` / `0` (default): none, only the connection's address counts;
+   * - a number n: the n nearest proxies, whatever their address (the client is the n-th
+   *   address from the right of the forwarding header, the connection counted first);
+   * - a list of addresses and CIDR ranges (`['10.0.0.0/8', '192.168.1.5']`, or one string
+   *   separated by commas): the client is the nearest address not in the list.
+   */
+  trustProxy?: boolean | number | string | readonly string[]
+  /** Which forwarding header trusted proxies set. Defaults to `'x-forwarded-for'`. */
+  proxyHeader?: 'x-forwarded-for' | 'forwarded'
+  /**
+   * The prefix length IPv6 clients are grouped by, 1-128; `128` or `false` keys each address
+   * apart. Defaults to `56`.
+   */
+  ipv6Subnet?: number | false
+  /** Receives, at debug level, why a forwarding header was ignored. Defaults to none. */
+  logger?: DebugLogger
+}
+
+type Trust =
+  | { kind: 'none' }
+  | { kind: 'hops'; hops: number }
+  | { kind: 'list'; ranges: [ipaddr.IPv4 | ipaddr.IPv6, number][] }
 
 /**
  * The address of the peer of the connection, or undefined when the runtime does not expose it.
@@ -32,4 +76,237 @@ export function socketAddress(c: Pick<Context, 'env'>): string | undefined {
 export function normalizeAddress(address: string): string {
   const lower = address.toLowerCase()
   return lower.startsWith('::ffff:') && lower.includes('.') ? lower.slice(7) : lower
+}
+
+/** Parses one address strictly (dotted-quad IPv4 or IPv6), mapped IPv6 as IPv4. */
+export function parseAddress(text: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
+  if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
+    return ipaddr.IPv4.parse(text)
+  }
+  if (text.includes(':') && ipaddr.IPv6.isValid(text)) {
+    const v6 = ipaddr.IPv6.parse(text)
+    return v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6
+  }
+  return undefined
+}
+
+function parseTrust(trustProxy: ClientAddressOptions['trustProxy']): Trust {
+  if (trustProxy === undefined || trustProxy === false || trustProxy === 0) {
+    return { kind: 'none' }
+  }
+  if (trustProxy === true) {
+    throw new ConfigError(
+      'trustProxy',
+      trustProxy,
+      'a number of proxy hops or a list of proxy addresses (true would trust any client)',
+    )
+  }
+  if (typeof trustProxy === 'number') {
+    if (!Number.isSafeInteger(trustProxy) || trustProxy < 0 || trustProxy > 32) {
+      throw new ConfigError('trustProxy', trustProxy, 'a number of proxy hops from 0 to 32')
+    }
+    return { kind: 'hops', hops: trustProxy }
+  }
+  const items =
+    typeof trustProxy === 'string'
+      ? trustProxy.split(',')
+      : Array.isArray(trustProxy)
+        ? (trustProxy as unknown[])
+        : undefined
+  if (items === undefined || items.length === 0) {
+    throw new ConfigError('trustProxy', trustProxy, 'a number of hops or a list of addresses')
+  }
+  const ranges: [ipaddr.IPv4 | ipaddr.IPv6, number][] = []
+  for (const item of items) {
+    const text = typeof item === 'string' ? item.trim() : ''
+    if (text.includes('/') && ipaddr.isValidCIDR(text)) {
+      const [address, bits] = ipaddr.parseCIDR(text)
+      ranges.push(
+        address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96
+          ? [(address as ipaddr.IPv6).toIPv4Address(), bits - 96]
+          : [address, bits],
+      )
+    } else {
+      const address = parseAddress(text)
+      if (address === undefined) {
+        throw new ConfigError(
+          'trustProxy',
+          item,
+          'proxy addresses or CIDR ranges such as 10.0.0.0/8 or 2001:db8::/32',
+        )
+      }
+      ranges.push([address, address.kind() === 'ipv4' ? 32 : 128])
+    }
+  }
+  return { kind: 'list', ranges }
+}
+
+function checkSubnet(ipv6Subnet: unknown): number {
+  if (ipv6Subnet === false) {
+    return 128
+  }
+  if (
+    typeof ipv6Subnet !== 'number' ||
+    !Number.isSafeInteger(ipv6Subnet) ||
+    ipv6Subnet < 1 ||
+    ipv6Subnet > 128
+  ) {
+    throw new ConfigError('ipv6Subnet', ipv6Subnet, 'a prefix length from 1 to 128, or false')
+  }
+  return ipv6Subnet
+}
+
+/** The addresses of a forwarding header, nearest last, or a reason it cannot be used. */
+function forwardedChain(header: string, name: 'x-forwarded-for' | 'forwarded'): string[] | string {
+  if (header.length > MAX_FORWARDED_LENGTH) {
+    return `longer than ${MAX_FORWARDED_LENGTH} characters`
+  }
+  const parts = header.split(',')
+  if (parts.length > MAX_FORWARDED_ENTRIES) {
+    return `more than ${MAX_FORWARDED_ENTRIES} entries`
+  }
+  const out: string[] = []
+  for (const part of parts) {
+    let value = part.trim()
+    if (name === 'forwarded') {
+      // forwarded-element: pairs separated by ';', e.g. for=192.0.2.60;proto=http;by=203.0.113.43
+      const pair = value
+        .split(';')
+        .map((p) => p.trim())
+        .find((p) => p.slice(0, 4).toLowerCase() === 'for=')
+      if (pair === undefined) {
+        return 'an element without for='
+      }
+      value = pair.slice(4)
+      if (value.startsWith('"')) {
+        if (!value.endsWith('"') || value.length < 2) {
+          return 'an unterminated quoted string'
+        }
+        value = value.slice(1, -1)
+      }
+      // for="[2001:db8::1]:4711" or for=192.0.2.43:47011
+      if (value.startsWith('[')) {
+        const end = value.indexOf(']')
+        value = end < 0 ? '' : value.slice(1, end)
+      } else if (value.includes(':') && value.split(':').length === 2) {
+        value = value.slice(0, value.indexOf(':'))
+      }
+    }
+    out.push(value)
+  }
+  return out
+}
+
+/**
+ * Makes the default key generator: the client address (trusted forwarding headers applied),
+ * IPv6 grouped by prefix, IPv4-mapped IPv6 as IPv4. A missing, oversized, malformed or hostile
+ * header never fails a request: the connection's address is used and the reason goes to
+ * `logger.debug`.
+ */
+export function clientAddress({
+  trustProxy,
+  proxyHeader = 'x-forwarded-for',
+  ipv6Subnet = 56,
+  logger,
+}: ClientAddressOptions = {}): (c: Context) => string {
+  const trust = parseTrust(trustProxy)
+  const subnet = checkSubnet(ipv6Subnet)
+  if (!(['x-forwarded-for', 'forwarded'] as unknown[]).includes(proxyHeader)) {
+    throw new ConfigError('proxyHeader', proxyHeader, '"x-forwarded-for" or "forwarded"')
+  }
+  if (logger !== undefined && typeof (logger as Partial<DebugLogger>).debug !== 'function') {
+    throw new ConfigError('logger', logger, 'an object with a debug(message, fields) method')
+  }
+
+  /** The key of one address: IPv4 as is, IPv6 as its network. */
+  const keyOf = (address: ipaddr.IPv4 | ipaddr.IPv6): string => {
+    if (address.kind() === 'ipv4' || subnet === 128) {
+      return address.toString()
+    }
+    const network = ipaddr.IPv6.networkAddressFromCIDR(`${address.toString()}/${subnet}`)
+    return `${network.toString()}/${subnet}`
+  }
+
+  /** The key of the connection's address. */
+  const socketKey = (c: Context): string => {
+    const raw = socketAddress(c)
+    if (raw === undefined) {
+      return UNKNOWN_CLIENT
+    }
+    // Node gives IPv4 peers as dotted quads: no parsing needed on the common path.
+    if (!raw.includes(':')) {
+      return raw
+    }
+    const parsed = parseAddress(raw.split('%')[0] as string)
+    return parsed === undefined ? raw : keyOf(parsed)
+  }
+
+  if (trust.kind === 'none') {
+    return socketKey
+  }
+
+  const ignore = (c: Context, reason: string, header: string): string => {
+    const key = socketKey(c)
+    logger?.debug(`ignored ${proxyHeader}: ${reason}`, {
+      header: proxyHeader,
+      value: header.slice(0, 200),
+      client: key,
+    })
+    return key
+  }
+
+  return (c) => {
+    const header = c.req.header(proxyHeader)
+    if (header === undefined || header.trim() === '') {
+      return socketKey(c)
+    }
+    const chain = forwardedChain(header, proxyHeader)
+    if (typeof chain === 'string') {
+      return ignore(c, chain, header)
+    }
+    const socket = socketAddress(c)
+    const peer = socket === undefined ? undefined : parseAddress(socket.split('%')[0] as string)
+    let chosen: string | undefined
+    if (trust.kind === 'hops') {
+      // The connection is the nearest proxy; each trusted proxy appended the address it saw.
+      chosen = chain[Math.max(chain.length - trust.hops, 0)]
+      for (let i = Math.max(chain.length - trust.hops, 0); i < chain.length; i++) {
+        if (parseAddress(chain[i] as string) === undefined) {
+          return ignore(c, `entry ${i + 1} is not an IP address`, header)
+        }
+      }
+    } else {
+      if (peer === undefined || !trusted(trust.ranges, peer)) {
+        // The connection does not come from a trusted proxy: its header means nothing.
+        return socketKey(c)
+      }
+      for (let i = chain.length - 1; i >= 0; i--) {
+        const address = parseAddress(chain[i] as string)
+        if (address === undefined) {
+          return ignore(c, `entry ${i + 1} is not an IP address`, header)
+        }
+        chosen = chain[i]
+        if (!trusted(trust.ranges, address)) {
+          break
+        }
+      }
+    }
+    const address = chosen === undefined ? undefined : parseAddress(chosen)
+    if (address === undefined) {
+      return ignore(c, 'no client address in it', header)
+    }
+    return keyOf(address)
+  }
+}
+
+function trusted(
+  ranges: [ipaddr.IPv4 | ipaddr.IPv6, number][],
+  address: ipaddr.IPv4 | ipaddr.IPv6,
+): boolean {
+  for (const [range, bits] of ranges) {
+    if (range.kind() === address.kind() && address.match(range, bits)) {
+      return true
+    }
+  }
+  return false
 }

@@ -1,4 +1,21 @@
 export { rateLimiter, defaultDenial, defaultUnavailable } from './rate-limiter.js'
-export type { RateLimiterOptions, RateLimitInfo } from './rate-limiter.js'
-export { socketAddress, normalizeAddress, UNKNOWN_CLIENT } from './client-address.js'
-export { policyField, rateLimitField } from './headers.js'
+export type {
+  PolicyDecision,
+  PolicyOptions,
+  RateLimitInfo,
+  RateLimitMiddleware,
+  RateLimiterOptions,
+  RouteHandler,
+} from './rate-limiter.js'
+export {
+  clientAddress,
+  normalizeAddress,
+  parseAddress,
+  socketAddress,
+  MAX_FORWARDED_ENTRIES,
+  MAX_FORWARDED_LENGTH,
+  UNKNOWN_CLIENT,
+} from './client-address.js'
+export type { ClientAddressOptions, DebugLogger } from './client-address.js'
+export { draft7PolicyField, policyField, rateLimitField } from './headers.js'
+export type { HeaderStyle } from './headers.js'

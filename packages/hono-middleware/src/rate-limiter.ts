@@ -1,19 +1,39 @@
-// The Hono middleware: one decision per request, the RateLimit header fields on every limited
-// response, and a 429 with Retry-After when the limit is reached.
+// The Hono middleware: one decision per policy and request, the rate-limit header fields on
+// every limited response, and a 429 with Retry-After when a policy's limit is reached.
+//
+// Hot path. A Hono route with a single handler whose answer is not a promise is written by
+// @hono/node-server straight from its plain header object; any `app.use` middleware makes the
+// answer a promise, and Hono's `c.header()` builds a `Headers` object that is then copied. So:
+// - `limit.wrap(handler)` runs the limiter inside the route's own handler, and answers without
+//   a promise when the store does (the memory store) or the requester is denied from memory;
+// - on Node the header fields are set on the Node response itself (`setHeader`), which Node
+//   merges into the head it writes; elsewhere (and in `app.request()`) through `c.header()`;
+// - everything that does not change per request is built once.
 
-import { ConfigError, createLimiter, SlidingWindowLimiter, StoreError } from '@slidelimit/core'
+import { ConfigError, SlidingWindowLimiter, StoreError, createLimiter } from '@slidelimit/core'
 import type { Decision, Store } from '@slidelimit/core'
-import type { Context, Env, MiddlewareHandler } from 'hono'
-import { createMiddleware } from 'hono/factory'
-import { UNKNOWN_CLIENT, socketAddress } from './client-address.js'
-import { checkPolicyName, policyField, rateLimitField } from './headers.js'
+import type { Context, Env, MiddlewareHandler, Next } from 'hono'
+import { clientAddress } from './client-address.js'
+import type { ClientAddressOptions, DebugLogger } from './client-address.js'
+import { checkHeaderStyle, checkPolicyName, draft7PolicyField, policyField } from './headers.js'
+import type { HeaderStyle } from './headers.js'
 
-/** The decision on the current request, on `c.var.rateLimit`. */
-export interface RateLimitInfo extends Decision {
+/** One policy's decision on the current request. */
+export interface PolicyDecision extends Decision {
   /** The policy name used in the headers. */
   readonly policy: string
+}
+
+/**
+ * The decision on the current request, on `c.var.rateLimit`: the binding policy's (the denying
+ * one with the longest wait, else the one with the fewest requests remaining), with every
+ * policy's in `policies`.
+ */
+export interface RateLimitInfo extends PolicyDecision {
   /** The requester key the decision was made for. */
   readonly key: string
+  /** Every policy's decision, in the order the policies were given. */
+  readonly policies: readonly PolicyDecision[]
 }
 
 declare module 'hono' {
@@ -22,14 +42,28 @@ declare module 'hono' {
   }
 }
 
+/** One of several policies (see {@link RateLimiterOptions.policies}). */
+export interface PolicyOptions {
+  /** The name in the header fields. Defaults to `q<limit>w<windowSeconds>`. */
+  name?: string
+  /** A limiter of its own; otherwise one is built on the shared `store`. */
+  limiter?: SlidingWindowLimiter
+  /** Requests admitted per window. Defaults to `100`. */
+  limit?: number
+  /** The rolling window in seconds. Defaults to `3600`. */
+  windowSeconds?: number
+  /** The bucket length in seconds. Defaults to `1`. */
+  bucketSeconds?: number
+}
+
 /** Options of {@link rateLimiter}. */
-export interface RateLimiterOptions<E extends Env = Env> {
+export interface RateLimiterOptions<E extends Env = Env> extends ClientAddressOptions {
   /**
    * The limiter to use. Give either this or `store` (with `limit`, `windowSeconds` and
-   * `bucketSeconds`), not both.
+   * `bucketSeconds`), or `policies`.
    */
   limiter?: SlidingWindowLimiter
-  /** The store to build a limiter on, when `limiter` is not given. */
+  /** The store to build limiters on, when `limiter` is not given. */
   store?: Store
   /** Requests admitted per window, with `store`. Defaults to `100`. */
   limit?: number
@@ -38,18 +72,36 @@ export interface RateLimiterOptions<E extends Env = Env> {
   /** The bucket length in seconds, with `store`. Defaults to `1`. */
   bucketSeconds?: number
   /**
-   * The requester key of a request: an address, an API token, a user id. Defaults to the
-   * client address of the connection (IPv4-mapped IPv6 given as IPv4), or `"unknown"` where the
-   * runtime has none.
+   * Several policies on the same requests, e.g. 10 per second and 100 per hour: a request is
+   * admitted only when every policy admits it (the others take their count back when one
+   * denies).
+   */
+  policies?: readonly PolicyOptions[]
+  /**
+   * The requester key of a request: an API token, a user id, an address. Defaults to the client
+   * address (see `trustProxy`, `proxyHeader`, `ipv6Subnet`), or `"unknown"` where the runtime
+   * has none.
    */
   keyGenerator?: (c: Context<E>) => string | Promise<string>
-  /** The policy name in the RateLimit header fields. Defaults to `"default"`. */
+  /** The policy name in the header fields, with one policy. Defaults to `"default"`. */
   policyName?: string
-  /** Whether to send the `RateLimit` and `RateLimit-Policy` fields. Defaults to `true`. */
-  headers?: boolean
   /**
-   * Builds the response to a denied request. `Retry-After` and the RateLimit fields are already
-   * set on the context. Defaults to a `429` with `Rate limit exceeded. Try again in #N seconds`.
+   * Which header fields to send: `'draft-10'` (`RateLimit` and `RateLimit-Policy`, one item per
+   * policy), `'draft-7'` (`RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and
+   * `RateLimit-Policy`) or `'none'`. `true` is `'draft-10'`, `false` is `'none'`. Defaults to
+   * `'draft-10'`. `Retry-After` is always sent with a denial.
+   */
+  headers?: HeaderStyle | boolean
+  /** Requests for which this returns true are not limited, counted or given headers. */
+  skip?: (c: Context<E>) => boolean | Promise<boolean>
+  /**
+   * Called with the response of every admitted request; when it returns true the request is
+   * taken back (not counted), e.g. `(c, res) => res.status >= 400`.
+   */
+  refund?: (c: Context<E>, response: Response) => boolean
+  /**
+   * Builds the response to a denied request. `Retry-After` and the header fields are already
+   * set. Defaults to a `429` with `Rate limit exceeded. Try again in #N seconds`.
    */
   handler?: (c: Context<E>, info: RateLimitInfo) => Response | Promise<Response>
   /**
@@ -58,6 +110,26 @@ export interface RateLimiterOptions<E extends Env = Env> {
    * `Rate limiting is unavailable. Try again later.` and `Retry-After: 1`.
    */
   unavailableHandler?: (c: Context<E>, error: StoreError) => Response | Promise<Response>
+  /** Receives debug messages: ignored forwarding headers, failed refunds. Defaults to none. */
+  logger?: DebugLogger
+}
+
+/** A route handler, as `wrap` takes and gives it. */
+export type RouteHandler<E extends Env> = (
+  c: Context<E>,
+  next: Next,
+) => Response | Promise<Response>
+
+/** The middleware, which can also wrap a route's handler for the fastest path. */
+export interface RateLimitMiddleware<E extends Env = Env> extends MiddlewareHandler<E> {
+  /**
+   * Limits one route from inside its handler: `app.get('/', limit.wrap((c) => c.text('Hi')))`.
+   * Same decisions, headers and options as the middleware; on @hono/node-server with the
+   * memory store the answer is then written without a promise, as bare Hono's is.
+   */
+  wrap: (handler: RouteHandler<E>) => RouteHandler<E>
+  /** The policies, in order. */
+  readonly policies: readonly { readonly name: string; readonly limiter: SlidingWindowLimiter }[]
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -66,12 +138,20 @@ const KNOWN_OPTIONS = new Set([
   'limit',
   'windowSeconds',
   'bucketSeconds',
+  'policies',
   'keyGenerator',
+  'trustProxy',
+  'proxyHeader',
+  'ipv6Subnet',
+  'logger',
   'policyName',
   'headers',
+  'skip',
+  'refund',
   'handler',
   'unavailableHandler',
 ])
+const KNOWN_POLICY_OPTIONS = new Set(['name', 'limiter', 'limit', 'windowSeconds', 'bucketSeconds'])
 
 /** The default denial: the original design's text, with the exact wait. */
 export function defaultDenial<E extends Env>(c: Context<E>, info: RateLimitInfo): Response {
@@ -80,12 +160,149 @@ export function defaultDenial<E extends Env>(c: Context<E>, info: RateLimitInfo)
 
 /** The default answer when the store cannot decide: 503, never a 500. */
 export function defaultUnavailable<E extends Env>(c: Context<E>, _error: StoreError): Response {
-  c.header('Retry-After', '1')
+  setField(c, 'Retry-After', '1')
   return c.text('Rate limiting is unavailable. Try again later.', 503)
 }
 
-function defaultKey<E extends Env>(c: Context<E>): string {
-  return socketAddress(c) ?? UNKNOWN_CLIENT
+interface NodeResponse {
+  setHeader: (name: string, value: string) => unknown
+  headersSent: boolean
+}
+
+/** Sets a response header: on the Node response where there is one, else through Hono. */
+function setField(c: Context, name: string, value: string): void {
+  const outgoing = (c.env as { outgoing?: Partial<NodeResponse> } | undefined)?.outgoing
+  if (outgoing?.headersSent === false && typeof outgoing.setHeader === 'function') {
+    outgoing.setHeader(name, value)
+  } else {
+    c.header(name, value)
+  }
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as Partial<Promise<T>> | null)?.then === 'function'
+}
+
+function reject(option: string, value: unknown, expected: string): never {
+  throw new ConfigError(option, value, expected)
+}
+
+interface Policy {
+  readonly name: string
+  readonly limiter: SlidingWindowLimiter
+  /** `"name";r=` for the draft-10 RateLimit item. */
+  readonly itemStart: string
+}
+
+function buildPolicies(options: RateLimiterOptions): Policy[] {
+  const { limiter, store, limit, windowSeconds, bucketSeconds, policies, policyName } = options
+  if (store !== undefined && typeof (store as Partial<Store>).update !== 'function') {
+    reject('store', store, 'a Store')
+  }
+  const built: { name: string; limiter: SlidingWindowLimiter }[] = []
+  if (policies !== undefined) {
+    if (!Array.isArray(policies) || policies.length === 0) {
+      reject('policies', policies, 'a non-empty list of policies')
+    }
+    for (const [option, value] of Object.entries({
+      limiter,
+      limit,
+      windowSeconds,
+      bucketSeconds,
+      policyName,
+    })) {
+      if (value !== undefined) {
+        reject(option, value, 'nothing with policies (set it on each policy)')
+      }
+    }
+    for (const [i, policy] of (policies as PolicyOptions[]).entries()) {
+      if (typeof policy !== 'object') {
+        reject(`policies[${i}]`, policy, 'a policy object')
+      }
+      for (const name of Object.keys(policy)) {
+        if (!KNOWN_POLICY_OPTIONS.has(name)) {
+          reject(
+            `policies[${i}].${name}`,
+            (policy as Record<string, unknown>)[name],
+            'no such option',
+          )
+        }
+      }
+      const own = policy.limiter
+      if (own !== undefined) {
+        if (!(own instanceof SlidingWindowLimiter)) {
+          reject(`policies[${i}].limiter`, own, 'a SlidingWindowLimiter')
+        }
+        if ((policy.limit ?? policy.windowSeconds ?? policy.bucketSeconds) !== undefined) {
+          reject(`policies[${i}].limit`, policy.limit, 'no limit or window with limiter')
+        }
+      } else if (store === undefined) {
+        reject('store', store, 'a Store for policies without a limiter')
+      }
+      const made =
+        own ??
+        createLimiter({
+          store: store as Store,
+          ...(policy.limit !== undefined && { limit: policy.limit }),
+          ...(policy.windowSeconds !== undefined && { windowSeconds: policy.windowSeconds }),
+          ...(policy.bucketSeconds !== undefined && { bucketSeconds: policy.bucketSeconds }),
+        })
+      const name = checkPolicyName(
+        policy.name ?? `q${made.limit}w${made.windowSeconds}`,
+        `policies[${i}].name`,
+      )
+      // Policies built here count apart even when their windows are alike.
+      built.push({
+        name,
+        limiter:
+          own ??
+          createLimiter({
+            store: store as Store,
+            limit: made.limit,
+            windowSeconds: made.windowSeconds,
+            bucketSeconds: made.bucketSeconds,
+            prefix: `p${name}:${made.prefix}`,
+          }),
+      })
+    }
+  } else {
+    if (limiter !== undefined && store !== undefined) {
+      reject('store', 'a store', 'either limiter or store, not both')
+    }
+    if (limiter !== undefined && !(limiter instanceof SlidingWindowLimiter)) {
+      reject('limiter', limiter, 'a SlidingWindowLimiter')
+    }
+    if (limiter === undefined && store === undefined) {
+      reject('store', store, 'a Store (or give limiter or policies)')
+    }
+    if (limiter !== undefined && (limit ?? windowSeconds ?? bucketSeconds) !== undefined) {
+      reject('limit', limit, 'no limit or window options with limiter (set them on it)')
+    }
+    built.push({
+      name: checkPolicyName(policyName ?? 'default'),
+      limiter:
+        limiter ??
+        createLimiter({
+          store: store as Store,
+          ...(limit !== undefined && { limit }),
+          ...(windowSeconds !== undefined && { windowSeconds }),
+          ...(bucketSeconds !== undefined && { bucketSeconds }),
+        }),
+    })
+  }
+  const names = new Set<string>()
+  for (const [i, { name, limiter: l }] of built.entries()) {
+    if (names.has(name)) {
+      reject('policies', name, 'policies with different names')
+    }
+    names.add(name)
+    for (const other of built.slice(i + 1)) {
+      if (other.limiter.store === l.store && other.limiter.prefix === l.prefix) {
+        reject('policies', name, 'limiters that do not share counters (give each its own prefix)')
+      }
+    }
+  }
+  return built.map(({ name, limiter: l }) => ({ name, limiter: l, itemStart: `"${name}";r=` }))
 }
 
 /**
@@ -104,89 +321,306 @@ function defaultKey<E extends Env>(c: Context<E>): string {
  */
 export function rateLimiter<E extends Env = Env>(
   options: RateLimiterOptions<E>,
-): MiddlewareHandler<E> {
+): RateLimitMiddleware<E> {
+  if (typeof options !== 'object') {
+    reject('options', options, 'an object')
+  }
   for (const name of Object.keys(options)) {
     if (!KNOWN_OPTIONS.has(name)) {
-      throw new ConfigError(name, (options as Record<string, unknown>)[name], 'no such option')
+      reject(name, (options as Record<string, unknown>)[name], 'no such option')
     }
   }
   const {
-    limiter: given,
-    store,
-    limit,
-    windowSeconds,
-    bucketSeconds,
-    keyGenerator = defaultKey,
-    policyName = 'default',
-    headers = true,
+    keyGenerator: givenKey,
+    trustProxy,
+    proxyHeader,
+    ipv6Subnet,
+    logger,
+    headers,
+    skip,
+    refund,
     handler = defaultDenial,
     unavailableHandler = defaultUnavailable,
   } = options
-  if (given !== undefined && store !== undefined) {
-    throw new ConfigError('store', 'a store', 'either limiter or store, not both')
-  }
-  if (given !== undefined && !(given instanceof SlidingWindowLimiter)) {
-    throw new ConfigError('limiter', given, 'a SlidingWindowLimiter')
-  }
-  if (given === undefined && store === undefined) {
-    throw new ConfigError('store', store, 'a Store (or give limiter)')
-  }
-  if (given !== undefined && (limit ?? windowSeconds ?? bucketSeconds) !== undefined) {
-    throw new ConfigError(
-      'limit',
-      limit,
-      'no limit or window options with limiter (set them on it)',
-    )
-  }
-  if (typeof keyGenerator !== 'function') {
-    throw new ConfigError('keyGenerator', keyGenerator, 'a function of the context')
-  }
-  if (typeof handler !== 'function') {
-    throw new ConfigError('handler', handler, 'a function of the context and the decision')
-  }
-  if (typeof unavailableHandler !== 'function') {
-    throw new ConfigError(
-      'unavailableHandler',
-      unavailableHandler,
-      'a function of the context and the error',
-    )
-  }
-  if (typeof headers !== 'boolean') {
-    throw new ConfigError('headers', headers, 'true or false')
-  }
-  const name = checkPolicyName(policyName)
-  const limiter =
-    given ??
-    createLimiter({
-      store: store as Store,
-      ...(limit !== undefined && { limit }),
-      ...(windowSeconds !== undefined && { windowSeconds }),
-      ...(bucketSeconds !== undefined && { bucketSeconds }),
-    })
-  const policy = policyField(name, limiter.limit, limiter.windowSeconds)
-
-  return createMiddleware<E>(async (c, next) => {
-    const key = await keyGenerator(c)
-    let decision: Decision
-    try {
-      decision = await limiter.consume(key)
-    } catch (error) {
-      if (error instanceof StoreError) {
-        return unavailableHandler(c, error)
+  const policies = buildPolicies(options as unknown as RateLimiterOptions)
+  if (givenKey !== undefined) {
+    if (typeof givenKey !== 'function') {
+      reject('keyGenerator', givenKey, 'a function of the context')
+    }
+    for (const [option, value] of Object.entries({ trustProxy, proxyHeader, ipv6Subnet })) {
+      if (value !== undefined) {
+        reject(option, value, 'nothing with keyGenerator (it shapes the default key only)')
       }
-      throw error
     }
-    const info: RateLimitInfo = { ...decision, policy: name, key }
+  }
+  const keyGenerator =
+    givenKey ??
+    (clientAddress({
+      ...(trustProxy !== undefined && { trustProxy }),
+      ...(proxyHeader !== undefined && { proxyHeader }),
+      ...(ipv6Subnet !== undefined && { ipv6Subnet }),
+      ...(logger !== undefined && { logger }),
+    }) as (c: Context<E>) => string)
+  for (const [option, value] of Object.entries({ handler, unavailableHandler, skip, refund })) {
+    if (value !== undefined && typeof value !== 'function') {
+      reject(option, value, 'a function')
+    }
+  }
+  if (logger !== undefined && typeof (logger as Partial<DebugLogger>).debug !== 'function') {
+    reject('logger', logger, 'an object with a debug(message, fields) method')
+  }
+  const style = checkHeaderStyle(headers)
+  const policyValue =
+    style === 'draft-10'
+      ? policies
+          .map((p) => policyField(p.name, p.limiter.limit, p.limiter.windowSeconds))
+          .join(', ')
+      : policies.map((p) => draft7PolicyField(p.limiter.limit, p.limiter.windowSeconds)).join(', ')
+  const single = policies.length === 1 ? (policies[0] as Policy) : undefined
+
+  const giveBack = (decisions: readonly Decision[], policyIndexes?: readonly number[]): void => {
+    for (const [i, decision] of decisions.entries()) {
+      if (decision.allowed) {
+        const policy = policies[policyIndexes?.[i] ?? i] as Policy
+        policy.limiter.refund(decision).catch((error: unknown) => {
+          logger?.debug('could not refund a request', { policy: policy.name, error: String(error) })
+        })
+      }
+    }
+  }
+
+  /** Sets the header fields for the decisions (taken back ones shown with their count back). */
+  const setHeaders = (
+    c: Context<E>,
+    decisions: readonly PolicyDecision[],
+    bind: PolicyDecision,
+  ) => {
+    if (style === 'none') {
+      return
+    }
+    setField(c, 'RateLimit-Policy', policyValue)
+    if (style === 'draft-10') {
+      let value = ''
+      for (const [i, d] of decisions.entries()) {
+        value += `${i === 0 ? '' : ', '}${(policies[i] as Policy).itemStart}${d.remaining};t=${d.resetSeconds}`
+      }
+      setField(c, 'RateLimit', value)
+    } else {
+      setField(c, 'RateLimit-Limit', String(bind.limit))
+      setField(c, 'RateLimit-Remaining', String(bind.remaining))
+      setField(c, 'RateLimit-Reset', String(bind.resetSeconds))
+    }
+  }
+
+  const failed = (c: Context<E>, error: unknown): Response | Promise<Response> => {
+    if (error instanceof StoreError) {
+      return unavailableHandler(c, error)
+    }
+    throw error
+  }
+
+  /** Answers from the decisions: the denial, or the route with its count and headers. */
+  const respond = <R>(
+    c: Context<E>,
+    key: string,
+    decisions: readonly Decision[],
+    proceed: () => R,
+  ): R | Response | Promise<Response> => {
+    const denied = decisions.some((d) => !d.allowed)
+    if (denied) {
+      giveBack(decisions)
+    }
+    const shown: PolicyDecision[] = decisions.map((d, i) => {
+      const policy = policies[i] as Policy
+      // An admitted decision taken back because another policy denied: its count is back.
+      const remaining = denied && d.allowed ? Math.min(d.remaining + 1, d.limit) : d.remaining
+      return {
+        allowed: d.allowed,
+        limit: d.limit,
+        windowSeconds: d.windowSeconds,
+        remaining,
+        retryAfterSeconds: remaining > 0 ? 0 : d.retryAfterSeconds,
+        resetSeconds: d.resetSeconds,
+        id: d.id,
+        bucket: denied ? -1 : d.bucket,
+        policy: policy.name,
+      }
+    })
+    let bind = shown[0] as PolicyDecision
+    for (const d of shown) {
+      if (denied) {
+        if (!d.allowed && (bind.allowed || d.retryAfterSeconds > bind.retryAfterSeconds)) {
+          bind = d
+        }
+      } else if (
+        d.remaining < bind.remaining ||
+        (d.remaining === bind.remaining && d.resetSeconds > bind.resetSeconds)
+      ) {
+        bind = d
+      }
+    }
+    const info: RateLimitInfo = { ...bind, allowed: !denied, key, policies: shown }
     c.set('rateLimit', info)
-    if (headers) {
-      c.header('RateLimit-Policy', policy)
-      c.header('RateLimit', rateLimitField(name, decision))
-    }
-    if (!decision.allowed) {
-      c.header('Retry-After', String(decision.retryAfterSeconds))
+    setHeaders(c, shown, bind)
+    if (denied) {
+      setField(c, 'Retry-After', String(info.retryAfterSeconds))
       return handler(c, info)
     }
-    await next()
-    return undefined
+    return afterward(c, decisions, proceed)
+  }
+
+  /** One policy, its decision at hand: the common case, kept lean. */
+  const respondOne = <R>(
+    c: Context<E>,
+    key: string,
+    d: Decision,
+    proceed: () => R,
+  ): R | Response | Promise<Response> => {
+    const policy = single as Policy
+    const info: RateLimitInfo = {
+      allowed: d.allowed,
+      limit: d.limit,
+      windowSeconds: d.windowSeconds,
+      remaining: d.remaining,
+      retryAfterSeconds: d.retryAfterSeconds,
+      resetSeconds: d.resetSeconds,
+      id: d.id,
+      bucket: d.bucket,
+      policy: policy.name,
+      key,
+      policies: [],
+    }
+    ;(info as { policies: readonly PolicyDecision[] }).policies = [info]
+    c.set('rateLimit', info)
+    if (style === 'draft-10') {
+      setField(c, 'RateLimit-Policy', policyValue)
+      setField(c, 'RateLimit', `${policy.itemStart}${d.remaining};t=${d.resetSeconds}`)
+    } else if (style === 'draft-7') {
+      setHeaders(c, [info], info)
+    }
+    if (!d.allowed) {
+      setField(c, 'Retry-After', String(d.retryAfterSeconds))
+      return handler(c, info)
+    }
+    return refund === undefined ? proceed() : afterward(c, [d], proceed)
+  }
+
+  /** Runs the route, then takes the request back when `refund` says so. */
+  const afterward = <R>(c: Context<E>, decisions: readonly Decision[], proceed: () => R): R => {
+    if (refund === undefined) {
+      return proceed()
+    }
+    const check = (response: unknown): void => {
+      const res = response instanceof Response ? response : c.res
+      if (refund(c, res)) {
+        giveBack(decisions)
+      }
+    }
+    let result: R
+    try {
+      result = proceed()
+    } catch (error) {
+      giveBack(decisions)
+      throw error
+    }
+    if (isPromise(result)) {
+      return result.then(
+        (value) => {
+          check(value)
+          return value
+        },
+        (error: unknown) => {
+          giveBack(decisions)
+          throw error
+        },
+      ) as R
+    }
+    check(result)
+    return result
+  }
+
+  const decideAll = <R>(
+    c: Context<E>,
+    key: string,
+    proceed: () => R,
+  ): R | Response | Promise<R | Response> => {
+    if (typeof key !== 'string') {
+      throw new TypeError(`keyGenerator returned ${typeof key}, not a string`)
+    }
+    if (single !== undefined) {
+      let decision: Decision | Promise<Decision>
+      try {
+        decision = single.limiter.decide(key)
+      } catch (error) {
+        return failed(c, error)
+      }
+      if (isPromise(decision)) {
+        return decision.then(
+          (d) => respondOne(c, key, d, proceed),
+          (error: unknown) => failed(c, error),
+        )
+      }
+      return respondOne(c, key, decision, proceed)
+    }
+    const pending = policies.map((p) => {
+      try {
+        return p.limiter.decide(key)
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)))
+      }
+    })
+    if (!pending.some(isPromise)) {
+      return respond(c, key, pending as Decision[], proceed)
+    }
+    return Promise.allSettled(pending.map(async (p) => p)).then((settled) => {
+      const errors = settled.filter((s) => s.status === 'rejected')
+      if (errors.length > 0) {
+        // Take back what the policies that answered counted.
+        const done = settled.flatMap((s, i) =>
+          s.status === 'fulfilled' ? [{ d: s.value, i }] : [],
+        )
+        giveBack(
+          done.map((x) => x.d),
+          done.map((x) => x.i),
+        )
+        return failed(c, (errors[0] as PromiseRejectedResult).reason)
+      }
+      return respond(
+        c,
+        key,
+        settled.map((s) => (s as PromiseFulfilledResult<Decision>).value),
+        proceed,
+      )
+    })
+  }
+
+  const run = <R>(c: Context<E>, proceed: () => R): R | Response | Promise<R | Response> => {
+    if (skip !== undefined) {
+      const skipped = skip(c)
+      if (isPromise(skipped)) {
+        return skipped.then((yes) => (yes ? proceed() : keyThenDecide(c, proceed)))
+      }
+      if (skipped) {
+        return proceed()
+      }
+    }
+    return keyThenDecide(c, proceed)
+  }
+
+  const keyThenDecide = <R>(
+    c: Context<E>,
+    proceed: () => R,
+  ): R | Response | Promise<R | Response> => {
+    const key = keyGenerator(c)
+    return isPromise(key) ? key.then((k) => decideAll(c, k, proceed)) : decideAll(c, key, proceed)
+  }
+
+  const middleware = ((c: Context<E>, next: Next) =>
+    run(c, next)) as unknown as RateLimitMiddleware<E>
+  middleware.wrap = (route) => (c, next) =>
+    run(c, () => route(c, next)) as Response | Promise<Response>
+  Object.defineProperty(middleware, 'policies', {
+    value: policies.map(({ name, limiter }) => ({ name, limiter })),
   })
+  return middleware
 }
