@@ -2,8 +2,12 @@
 // named by BENCH_SERVER. Every limiter keys requests by the x-client header, so every server
 // sees the same clients.
 //
-//   BENCH_SERVER  bare | slidelimit-memory | slidelimit-memory-noheaders | slidelimit-memcache |
-//                 hono-rate-limiter | rlf-memory | rlf-memcache
+//   BENCH_SERVER  bare | slidelimit-memory | slidelimit-memory-noheaders |
+//                 slidelimit-memory-middleware | slidelimit-memcache | hono-rate-limiter |
+//                 rlf-memory | rlf-memcache
+//
+// slidelimit runs as `limit.wrap(handler)` on the route (its fast path), and once as `app.use`
+// middleware (slidelimit-memory-middleware), as the other limiters do.
 //   PORT, BENCH_LIMIT (per hour), BENCH_MEMCACHED (host:port)
 
 import { serve } from '@hono/node-server'
@@ -12,7 +16,7 @@ import { rateLimiter as slidelimit } from '@slidelimit/hono-middleware'
 import { MemcacheStore } from '@slidelimit/store-memcache'
 import { MemoryStore } from '@slidelimit/store-memory'
 import { Hono } from 'hono'
-import type { Context, MiddlewareHandler } from 'hono'
+import type { Context, Handler, MiddlewareHandler } from 'hono'
 import { rateLimiter as honoRateLimiter } from 'hono-rate-limiter'
 import Memcached from 'memcached'
 import { RateLimiterMemcache, RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible'
@@ -41,23 +45,27 @@ function flexible(limiter: RateLimiterAbstract): MiddlewareHandler {
   }
 }
 
-function limiterFor(
-  kind: ServerKind,
-  limit: number,
-  memcached: string,
-): MiddlewareHandler | undefined {
+/** How a limiter joins the app: as `app.use` middleware, or wrapped around the route. */
+type Mount = { middleware: MiddlewareHandler } | { wrap: (route: Handler) => Handler } | undefined
+
+function limiterFor(kind: ServerKind, limit: number, memcached: string): Mount {
   switch (kind) {
     case 'bare':
       return undefined
     case 'slidelimit-memory':
     case 'slidelimit-memory-noheaders':
-      return slidelimit({
+    case 'slidelimit-memory-middleware': {
+      const limiter = slidelimit({
         store: new MemoryStore(),
         limit,
         windowSeconds: WINDOW_SECONDS,
         keyGenerator: key,
-        headers: kind === 'slidelimit-memory',
+        headers: kind !== 'slidelimit-memory-noheaders',
       })
+      return kind === 'slidelimit-memory-middleware'
+        ? { middleware: limiter }
+        : { wrap: limiter.wrap }
+    }
     case 'slidelimit-memcache': {
       const store = new FailoverStore({
         primary: new MemcacheStore({ servers: memcached, deadlineMs: 200 }),
@@ -66,38 +74,51 @@ function limiterFor(
           process.stderr.write(`slidelimit-memcache: memcached is ${state}\n`)
         },
       })
-      return slidelimit({
-        limiter: createLimiter({ store, limit, windowSeconds: WINDOW_SECONDS }),
-        keyGenerator: key,
-      })
+      return {
+        wrap: slidelimit({
+          limiter: createLimiter({ store, limit, windowSeconds: WINDOW_SECONDS }),
+          keyGenerator: key,
+        }).wrap,
+      }
     }
     case 'hono-rate-limiter':
-      return honoRateLimiter({
-        windowMs: WINDOW_SECONDS * 1000,
-        limit,
-        standardHeaders: 'draft-7',
-        keyGenerator: key,
-      })
-    case 'rlf-memory':
-      return flexible(new RateLimiterMemory({ points: limit, duration: WINDOW_SECONDS }))
-    case 'rlf-memcache':
-      return flexible(
-        new RateLimiterMemcache({
-          storeClient: new Memcached(memcached),
-          points: limit,
-          duration: WINDOW_SECONDS,
+      return {
+        middleware: honoRateLimiter({
+          windowMs: WINDOW_SECONDS * 1000,
+          limit,
+          standardHeaders: 'draft-7',
+          keyGenerator: key,
         }),
-      )
+      }
+    case 'rlf-memory':
+      return {
+        middleware: flexible(new RateLimiterMemory({ points: limit, duration: WINDOW_SECONDS })),
+      }
+    case 'rlf-memcache':
+      return {
+        middleware: flexible(
+          new RateLimiterMemcache({
+            storeClient: new Memcached(memcached),
+            points: limit,
+            duration: WINDOW_SECONDS,
+          }),
+        ),
+      }
   }
 }
 
 export function buildApp(kind: ServerKind, limit: number, memcached: string): Hono {
   const app = new Hono()
-  const middleware = limiterFor(kind, limit, memcached)
-  if (middleware !== undefined) {
-    app.use('/', middleware)
+  const hello: Handler = (c) => c.text('Hello, world!')
+  const mount = limiterFor(kind, limit, memcached)
+  if (mount === undefined) {
+    app.get('/', hello)
+  } else if ('middleware' in mount) {
+    app.use('/', mount.middleware)
+    app.get('/', hello)
+  } else {
+    app.get('/', mount.wrap(hello))
   }
-  app.get('/', (c) => c.text('Hello, world!'))
   return app
 }
 

@@ -4,6 +4,7 @@ export const SERVERS = [
   'bare',
   'slidelimit-memory',
   'slidelimit-memory-noheaders',
+  'slidelimit-memory-middleware',
   'slidelimit-memcache',
   'hono-rate-limiter',
   'rlf-memory',

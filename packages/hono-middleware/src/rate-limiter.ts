@@ -14,6 +14,8 @@ import { ConfigError, SlidingWindowLimiter, StoreError, createLimiter } from '@s
 import type { Decision, Store } from '@slidelimit/core'
 import type { Context, Env, MiddlewareHandler, Next } from 'hono'
 import { clientAddress } from './client-address.js'
+import { withFields } from './fields.js'
+import type { Fields } from './fields.js'
 import type { ClientAddressOptions, DebugLogger } from './client-address.js'
 import { checkHeaderStyle, checkPolicyName, draft7PolicyField, policyField } from './headers.js'
 import type { HeaderStyle } from './headers.js'
@@ -160,24 +162,14 @@ export function defaultDenial<E extends Env>(c: Context<E>, info: RateLimitInfo)
 
 /** The default answer when the store cannot decide: 503, never a 500. */
 export function defaultUnavailable<E extends Env>(c: Context<E>, _error: StoreError): Response {
-  setField(c, 'Retry-After', '1')
+  c.header('Retry-After', '1')
   return c.text('Rate limiting is unavailable. Try again later.', 503)
 }
 
-interface NodeResponse {
-  setHeader: (name: string, value: string) => unknown
-  headersSent: boolean
-}
-
-/** Sets a response header: on the Node response where there is one, else through Hono. */
-function setField(c: Context, name: string, value: string): void {
-  const outgoing = (c.env as { outgoing?: Partial<NodeResponse> } | undefined)?.outgoing
-  if (outgoing?.headersSent === false && typeof outgoing.setHeader === 'function') {
-    outgoing.setHeader(name, value)
-  } else {
-    c.header(name, value)
-  }
-}
+/** The route: `next` (resolving to nothing) or a wrapped handler (answering a Response). */
+type Proceed = () => Response | Promise<unknown>
+/** What the middleware or the wrapped handler answers. */
+type Answer = Response | undefined | Promise<unknown>
 
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as Partial<Promise<T>> | null)?.then === 'function'
@@ -389,26 +381,23 @@ export function rateLimiter<E extends Env = Env>(
     }
   }
 
-  /** Sets the header fields for the decisions (taken back ones shown with their count back). */
-  const setHeaders = (
-    c: Context<E>,
-    decisions: readonly PolicyDecision[],
-    bind: PolicyDecision,
-  ) => {
+  /** The header fields for the decisions (taken back ones shown with their count back). */
+  const fieldsFor = (decisions: readonly PolicyDecision[], bind: PolicyDecision): Fields => {
     if (style === 'none') {
-      return
+      return {}
     }
-    setField(c, 'RateLimit-Policy', policyValue)
     if (style === 'draft-10') {
       let value = ''
       for (const [i, d] of decisions.entries()) {
         value += `${i === 0 ? '' : ', '}${(policies[i] as Policy).itemStart}${d.remaining};t=${d.resetSeconds}`
       }
-      setField(c, 'RateLimit', value)
-    } else {
-      setField(c, 'RateLimit-Limit', String(bind.limit))
-      setField(c, 'RateLimit-Remaining', String(bind.remaining))
-      setField(c, 'RateLimit-Reset', String(bind.resetSeconds))
+      return { 'RateLimit-Policy': policyValue, RateLimit: value }
+    }
+    return {
+      'RateLimit-Policy': policyValue,
+      'RateLimit-Limit': String(bind.limit),
+      'RateLimit-Remaining': String(bind.remaining),
+      'RateLimit-Reset': String(bind.resetSeconds),
     }
   }
 
@@ -419,13 +408,78 @@ export function rateLimiter<E extends Env = Env>(
     throw error
   }
 
-  /** Answers from the decisions: the denial, or the route with its count and headers. */
-  const respond = <R>(
+  /** The denial: Retry-After and the fields on the handler's response. */
+  const deny = (
+    c: Context<E>,
+    info: RateLimitInfo,
+    fields: Fields,
+  ): Response | Promise<Response> => {
+    fields['Retry-After'] = String(info.retryAfterSeconds)
+    const res = handler(c, info)
+    return isPromise(res) ? res.then((r) => withFields(r, fields)) : withFields(res, fields)
+  }
+
+  /**
+   * Runs the route (`wrap`: it answers a Response; middleware: `next()`, after which the answer
+   * is `c.res`), adds the fields, and takes the request back when `refund` says so.
+   */
+  const proceedWith = (
+    c: Context<E>,
+    decisions: readonly Decision[],
+    fields: Fields,
+    proceed: Proceed,
+  ): Answer => {
+    const finish = (value: Response | undefined): Response | undefined => {
+      let res = value
+      if (res === undefined) {
+        // Middleware: the route's answer is on the context.
+        const before = c.res
+        const after = style === 'none' ? before : withFields(before, fields)
+        if (after !== before) {
+          c.res = after
+        }
+        res = after
+        if (refund?.(c, res) === true) {
+          giveBack(decisions)
+        }
+        return undefined
+      }
+      res = style === 'none' ? res : withFields(res, fields)
+      if (refund?.(c, res) === true) {
+        giveBack(decisions)
+      }
+      return res
+    }
+    let result: ReturnType<Proceed>
+    try {
+      result = proceed()
+    } catch (error) {
+      if (refund !== undefined) {
+        giveBack(decisions)
+      }
+      throw error
+    }
+    if (isPromise(result)) {
+      return result.then(
+        (value) => finish(value instanceof Response ? value : undefined),
+        (error: unknown) => {
+          if (refund !== undefined) {
+            giveBack(decisions)
+          }
+          throw error
+        },
+      )
+    }
+    return finish(result)
+  }
+
+  /** Answers from the decisions of several policies. */
+  const respond = (
     c: Context<E>,
     key: string,
     decisions: readonly Decision[],
-    proceed: () => R,
-  ): R | Response | Promise<Response> => {
+    proceed: Proceed,
+  ): Answer => {
     const denied = decisions.some((d) => !d.allowed)
     if (denied) {
       giveBack(decisions)
@@ -461,21 +515,12 @@ export function rateLimiter<E extends Env = Env>(
     }
     const info: RateLimitInfo = { ...bind, allowed: !denied, key, policies: shown }
     c.set('rateLimit', info)
-    setHeaders(c, shown, bind)
-    if (denied) {
-      setField(c, 'Retry-After', String(info.retryAfterSeconds))
-      return handler(c, info)
-    }
-    return afterward(c, decisions, proceed)
+    const fields = fieldsFor(shown, bind)
+    return denied ? deny(c, info, fields) : proceedWith(c, decisions, fields, proceed)
   }
 
   /** One policy, its decision at hand: the common case, kept lean. */
-  const respondOne = <R>(
-    c: Context<E>,
-    key: string,
-    d: Decision,
-    proceed: () => R,
-  ): R | Response | Promise<Response> => {
+  const respondOne = (c: Context<E>, key: string, d: Decision, proceed: Proceed): Answer => {
     const policy = single as Policy
     const info: RateLimitInfo = {
       allowed: d.allowed,
@@ -492,58 +537,17 @@ export function rateLimiter<E extends Env = Env>(
     }
     ;(info as { policies: readonly PolicyDecision[] }).policies = [info]
     c.set('rateLimit', info)
-    if (style === 'draft-10') {
-      setField(c, 'RateLimit-Policy', policyValue)
-      setField(c, 'RateLimit', `${policy.itemStart}${d.remaining};t=${d.resetSeconds}`)
-    } else if (style === 'draft-7') {
-      setHeaders(c, [info], info)
-    }
-    if (!d.allowed) {
-      setField(c, 'Retry-After', String(d.retryAfterSeconds))
-      return handler(c, info)
-    }
-    return refund === undefined ? proceed() : afterward(c, [d], proceed)
+    const fields: Fields =
+      style === 'draft-10'
+        ? {
+            'RateLimit-Policy': policyValue,
+            RateLimit: `${policy.itemStart}${d.remaining};t=${d.resetSeconds}`,
+          }
+        : fieldsFor([info], info)
+    return d.allowed ? proceedWith(c, [d], fields, proceed) : deny(c, info, fields)
   }
 
-  /** Runs the route, then takes the request back when `refund` says so. */
-  const afterward = <R>(c: Context<E>, decisions: readonly Decision[], proceed: () => R): R => {
-    if (refund === undefined) {
-      return proceed()
-    }
-    const check = (response: unknown): void => {
-      const res = response instanceof Response ? response : c.res
-      if (refund(c, res)) {
-        giveBack(decisions)
-      }
-    }
-    let result: R
-    try {
-      result = proceed()
-    } catch (error) {
-      giveBack(decisions)
-      throw error
-    }
-    if (isPromise(result)) {
-      return result.then(
-        (value) => {
-          check(value)
-          return value
-        },
-        (error: unknown) => {
-          giveBack(decisions)
-          throw error
-        },
-      ) as R
-    }
-    check(result)
-    return result
-  }
-
-  const decideAll = <R>(
-    c: Context<E>,
-    key: string,
-    proceed: () => R,
-  ): R | Response | Promise<R | Response> => {
+  const decideAll = (c: Context<E>, key: string, proceed: Proceed): Answer => {
     if (typeof key !== 'string') {
       throw new TypeError(`keyGenerator returned ${typeof key}, not a string`)
     }
@@ -594,7 +598,12 @@ export function rateLimiter<E extends Env = Env>(
     })
   }
 
-  const run = <R>(c: Context<E>, proceed: () => R): R | Response | Promise<R | Response> => {
+  const keyThenDecide = (c: Context<E>, proceed: Proceed): Answer => {
+    const key = keyGenerator(c)
+    return isPromise(key) ? key.then((k) => decideAll(c, k, proceed)) : decideAll(c, key, proceed)
+  }
+
+  const run = (c: Context<E>, proceed: Proceed): Answer => {
     if (skip !== undefined) {
       const skipped = skip(c)
       if (isPromise(skipped)) {
@@ -605,14 +614,6 @@ export function rateLimiter<E extends Env = Env>(
       }
     }
     return keyThenDecide(c, proceed)
-  }
-
-  const keyThenDecide = <R>(
-    c: Context<E>,
-    proceed: () => R,
-  ): R | Response | Promise<R | Response> => {
-    const key = keyGenerator(c)
-    return isPromise(key) ? key.then((k) => decideAll(c, k, proceed)) : decideAll(c, key, proceed)
   }
 
   const middleware = ((c: Context<E>, next: Next) =>
