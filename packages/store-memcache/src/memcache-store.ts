@@ -36,15 +36,48 @@ const OP_NOOP = 0x0a
 const OP_GETKQ = 0x0d
 const STATUS_NON_NUMERIC = 0x06
 
-const { makeRequestBuffer, makeAmountInitialAndExpiration } = memjs.Utils as unknown as {
-  makeRequestBuffer: (
-    opcode: number,
-    key: string | Buffer,
-    extras: string | Buffer,
-    value: string | Buffer,
-    opaque: number,
-  ) => Buffer
-  makeAmountInitialAndExpiration: (amount: number, initial: number, expires: number) => Buffer
+/** Size of a binary-protocol request header. */
+const HEADER_BYTES = 24
+/** Extras of an increment or decrement: amount, initial value, expiry. */
+const COUNTER_EXTRAS_BYTES = 20
+/** Requester keys whose hashed memcached key base is remembered. */
+const KEY_BASE_CACHE = 50_000
+
+/**
+ * Writes one binary-protocol request at `offset` (no value; for counters, the amount, initial
+ * value and expiry as extras); returns the offset after it.
+ */
+function writeRequest(
+  buf: Buffer,
+  offset: number,
+  opcode: number,
+  key: string,
+  opaque: number,
+  counter?: { amount: number; initial: number; expires: number },
+): number {
+  const extras = counter === undefined ? 0 : COUNTER_EXTRAS_BYTES
+  const keyBytes = key.length // keys are ASCII
+  buf[offset] = 0x80
+  buf[offset + 1] = opcode
+  buf.writeUInt16BE(keyBytes, offset + 2)
+  buf[offset + 4] = extras
+  buf[offset + 5] = 0
+  buf.writeUInt16BE(0, offset + 6)
+  buf.writeUInt32BE(extras + keyBytes, offset + 8)
+  buf.writeUInt32BE(opaque, offset + 12)
+  buf.writeUInt32BE(0, offset + 16)
+  buf.writeUInt32BE(0, offset + 20)
+  let at = offset + HEADER_BYTES
+  if (counter !== undefined) {
+    buf.writeUInt32BE(Math.floor(counter.amount / 2 ** 32), at)
+    buf.writeUInt32BE(counter.amount % 2 ** 32, at + 4)
+    buf.writeUInt32BE(Math.floor(counter.initial / 2 ** 32), at + 8)
+    buf.writeUInt32BE(counter.initial % 2 ** 32, at + 12)
+    buf.writeUInt32BE(counter.expires, at + 16)
+    at += COUNTER_EXTRAS_BYTES
+  }
+  buf.write(key, at, 'latin1')
+  return at + keyBytes
 }
 
 /** A parsed memcached answer, as memjs hands it to a response callback. */
@@ -58,6 +91,13 @@ interface MemjsResponse {
 interface MemjsInternals {
   seq: number
   incrSeq: () => void
+}
+
+/** The parts of memjs.Server used here that its type declarations leave out. */
+interface MemjsServerInternals {
+  /** memjs's deadlines, one per request awaiting its last answer. */
+  requestTimeouts: number[]
+  options: { timeout: number }
 }
 
 /** Parses a counter as memcached stores it: ASCII digits, space-padded after a decrement. */
@@ -97,6 +137,10 @@ export class MemcacheStore implements Store {
   readonly prefix: string
   readonly servers: readonly string[]
   readonly #client: memjs.Client
+  readonly #keyBases = new Map<string, string>()
+  /** Requests waiting for the end of this turn of the event loop, per server. */
+  readonly #queued = new Map<memjs.Server, { parts: Buffer[]; requests: number }>()
+  #flushScheduled = false
   #closed = false
 
   constructor({
@@ -145,7 +189,52 @@ export class MemcacheStore implements Store {
 
   /** The memcached key prefix for a requester: prefix, then a hash of the key. */
   keyBase(key: string): string {
-    return `${this.prefix}${hash('sha1', key, 'base64url')}:`
+    let base = this.#keyBases.get(key)
+    if (base === undefined) {
+      base = `${this.prefix}${hash('sha1', key, 'base64url')}:`
+      if (this.#keyBases.size >= KEY_BASE_CACHE) {
+        for (const oldest of this.#keyBases.keys()) {
+          this.#keyBases.delete(oldest)
+          break
+        }
+      }
+      this.#keyBases.set(key, base)
+    }
+    return base
+  }
+
+  /**
+   * Queues a batch for `server`. Every batch queued in one turn of the event loop (all the
+   * requests Node parsed in it) leaves in one socket write.
+   */
+  #send(server: memjs.Server, batch: Buffer): void {
+    const queued = this.#queued.get(server)
+    if (queued === undefined) {
+      this.#queued.set(server, { parts: [batch], requests: 1 })
+    } else {
+      queued.parts.push(batch)
+      queued.requests++
+    }
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(() => {
+        this.#flush()
+      })
+    }
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false
+    for (const [server, { parts, requests }] of this.#queued) {
+      server.write(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts))
+      // memjs counts one deadline per write, and drops one per batch answered.
+      const internals = server as unknown as MemjsServerInternals
+      const deadline = Date.now() + Math.round(internals.options.timeout * 1000)
+      for (let i = 1; i < requests; i++) {
+        internals.requestTimeouts.push(deadline)
+      }
+    }
+    this.#queued.clear()
   }
 
   update(
@@ -175,26 +264,41 @@ export class MemcacheStore implements Store {
     client.incrSeq()
     const seq = client.seq
     const expires = Math.max(1, Math.ceil(ttlSeconds))
-    const parts: Buffer[] = []
-    for (const { slot, amount } of increments) {
-      const extras = makeAmountInitialAndExpiration(Math.abs(amount), Math.max(amount, 0), expires)
-      parts.push(
-        makeRequestBuffer(
-          amount >= 0 ? OP_INCREMENT : OP_DECREMENT,
-          base + String(slot),
-          extras,
-          '',
-          seq,
-        ),
-      )
+    const keys: string[] = []
+    let bytes = HEADER_BYTES // the closing no-op
+    for (const { slot } of increments) {
+      const counterKey = base + String(slot)
+      keys.push(counterKey)
+      bytes += HEADER_BYTES + COUNTER_EXTRAS_BYTES + counterKey.length
     }
     const readIndex = new Map<string, number>()
     for (let i = 0; i < reads.length; i++) {
       const readKey = base + String(reads[i])
       readIndex.set(readKey, increments.length + i)
-      parts.push(makeRequestBuffer(OP_GETKQ, readKey, '', '', seq))
+      keys.push(readKey)
+      bytes += HEADER_BYTES + readKey.length
     }
-    parts.push(makeRequestBuffer(OP_NOOP, '', '', '', seq))
+    const batch = Buffer.allocUnsafe(bytes)
+    let at = 0
+    for (let i = 0; i < increments.length; i++) {
+      const amount = (increments[i] as SlotIncrement).amount
+      at = writeRequest(
+        batch,
+        at,
+        amount >= 0 ? OP_INCREMENT : OP_DECREMENT,
+        keys[i] as string,
+        seq,
+        {
+          amount: Math.abs(amount),
+          initial: Math.max(amount, 0),
+          expires,
+        },
+      )
+    }
+    for (let i = increments.length; i < keys.length; i++) {
+      at = writeRequest(batch, at, OP_GETKQ, keys[i] as string, seq)
+    }
+    writeRequest(batch, at, OP_NOOP, '', seq)
 
     return new Promise<number[]>((resolve, reject) => {
       let settled = false
@@ -257,7 +361,7 @@ export class MemcacheStore implements Store {
         const message = typeof error === 'string' ? error : error.message
         fail(new StoreError(this.name, message, { cause: error }))
       })
-      server.write(Buffer.concat(parts))
+      this.#send(server, batch)
     })
   }
 
@@ -295,6 +399,7 @@ export class MemcacheStore implements Store {
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true
+      this.#flush() // what was queued still leaves, before the sockets close
       this.#client.close()
     }
     return Promise.resolve()
