@@ -39,6 +39,34 @@ describe('MemoryStore', () => {
     await store.close()
   })
 
+  it('keeps values beyond 32-bit integers exact (slots, counts, fractional clocks)', async () => {
+    let t = 1_700_000_000_000.25
+    const store = new MemoryStore({ now: () => t, sweepIntervalMs: 0 })
+    const far = 2 ** 40
+    expect(await store.update('k', [{ slot: 3, amount: 1 }], [], 60)).toEqual([1])
+    expect(await store.update('k', [{ slot: far, amount: 2 ** 33 }], [3], 60)).toEqual([2 ** 33, 1])
+    expect(await store.update('k', [{ slot: -far, amount: 5 }], [far, 3], 60)).toEqual([
+      5,
+      2 ** 33,
+      1,
+    ])
+    expect(await store.update('k', [{ slot: far, amount: -1 }], [], 60)).toEqual([2 ** 33 - 1])
+    // Expiries are kept in whole seconds, as memcached keeps them: at most a second longer.
+    t += 61_000
+    expect(await store.update('k', [], [far, 3, -far], 60)).toEqual([0, 0, 0])
+    await store.close()
+  })
+
+  it('keeps counters of one key in order however they arrive', async () => {
+    const store = new MemoryStore({ now: () => 1_000_000, sweepIntervalMs: 0 })
+    const slots = [50, -7, 3, 1000, -1, 0, 49, 51, -3000000, 2 ** 31 + 5]
+    for (const [i, slot] of slots.entries()) {
+      await store.update('k', [{ slot, amount: i + 1 }], [], 600)
+    }
+    expect(await store.update('k', [], slots, 600)).toEqual(slots.map((_, i) => i + 1))
+    await store.close()
+  })
+
   it('rejects bad options with a ConfigError naming the option', () => {
     expect(() => new MemoryStore({ sweepIntervalMs: -1 })).toThrow(/sweepIntervalMs/)
     expect(() => new MemoryStore({ sweepChunk: 0 })).toThrow(/sweepChunk/)

@@ -1,8 +1,12 @@
 // In-process counters implementing the slidelimit Store contract.
 //
-// Each key holds one record: its live counters as a flat array of [slot, count, expiry]
+// Each key holds one record: its live counters as a flat typed array of [slot, count, expiry]
 // triples sorted by slot, so a requester costs memory in proportion to the counters it used,
-// not to the number of buckets in a window. Expired counters are dropped when their record is
+// not to the number of buckets in a window. A counter takes two numbers (16 bytes): its slot,
+// and its count and expiry packed into one (expiry in whole seconds after the record's
+// creation, as memcached keeps expiries in whole seconds); a record whose values do not fit
+// the packing moves to three numbers a counter. Arrays grow by a quarter, so memory stays close
+// to what the counters need. Expired counters are dropped when their record is
 // next touched, and whole expired records by a sweep that walks the map a chunk at a time on
 // one unreferenced timer; there is no timer per key.
 
@@ -22,19 +26,39 @@ export interface MemoryStoreOptions {
   sweepChunk?: number
 }
 
-// Triple layout inside CounterRecord.data.
-const SLOT = 0
-const COUNT = 1
-const EXPIRES = 2
-const STRIDE = 3
+/** Counts below this pack with an expiry into one number. */
+const COUNT_SPAN = 2 ** 27
+/** Expiries (seconds after the record's creation) below this pack with a count. */
+const EXPIRY_SPAN = 2 ** 26
+/** Counters a new record has room for. */
+const INITIAL_COUNTERS = 2
 
 interface CounterRecord {
-  /** [slot, count, expiresAtSeconds] triples, sorted by slot. */
+  /**
+   * Sorted by slot. Packed (stride 2): [slot, expiry * COUNT_SPAN + count]; wide (stride 3):
+   * [slot, count, expiry]. Expiries are whole seconds after `timeBase`. Entries past `size`
+   * counters are spare room.
+   */
   data: number[]
-  /** The latest expiry of any counter, in seconds: the whole record is dead after it. */
+  /** 2 while packed, 3 once wide. */
+  stride: number
+  /** Counters in use. */
+  size: number
+  /** The record's creation, in whole seconds. */
+  timeBase: number
+  /** The latest expiry of any counter, in seconds since the epoch: the record is dead after. */
   expiresAt: number
-  /** The earliest expiry of any counter, in seconds: compaction is due after it. */
+  /** The earliest expiry of any counter, in seconds since the epoch: compaction is due after. */
   compactAt: number
+}
+
+/** A new array with room for `counters` counters of `stride`, holding `from`'s first values. */
+function roomFor(from: number[], used: number, counters: number, stride: number): number[] {
+  const data = new Array<number>(counters * stride).fill(0)
+  for (let i = 0; i < used; i++) {
+    data[i] = from[i] as number
+  }
+  return data
 }
 
 /**
@@ -117,10 +141,17 @@ export class MemoryStore implements Store {
     for (let i = 0; i < increments.length; i++) {
       const { slot, amount } = increments[i] as SlotIncrement
       if (record === undefined) {
-        record = { data: [], expiresAt: 0, compactAt: Infinity }
+        record = {
+          data: roomFor([], 0, INITIAL_COUNTERS, 2),
+          stride: 2,
+          size: 0,
+          timeBase: Math.floor(nowSeconds),
+          expiresAt: 0,
+          compactAt: Infinity,
+        }
         this.#records.set(key, record)
       }
-      out[i] = add(record, slot, amount, nowSeconds + ttlSeconds)
+      out[i] = add(record, slot, amount, Math.ceil(nowSeconds + ttlSeconds))
     }
     for (let i = 0; i < reads.length; i++) {
       out[increments.length + i] = record === undefined ? 0 : read(record, reads[i] as number)
@@ -168,17 +199,64 @@ export class MemoryStore implements Store {
   }
 }
 
-/** Index of the triple holding `slot`, or -(insertion index) - 1 when there is none. */
-function find(data: number[], slot: number): number {
+/** Moves a record to three numbers a counter, for values that do not pack. */
+function widen(record: CounterRecord): void {
+  if (record.stride === 3) {
+    return
+  }
+  const { data, size } = record
+  const wide = new Array<number>(Math.max(size + 2, INITIAL_COUNTERS) * 3).fill(0)
+  for (let i = 0; i < size; i++) {
+    const packed = data[i * 2 + 1] as number
+    const expiry = Math.floor(packed / COUNT_SPAN)
+    wide[i * 3] = data[i * 2] as number
+    wide[i * 3 + 1] = packed - expiry * COUNT_SPAN
+    wide[i * 3 + 2] = expiry
+  }
+  record.data = wide
+  record.stride = 3
+}
+
+function countAt(record: CounterRecord, index: number): number {
+  if (record.stride === 2) {
+    const packed = record.data[index * 2 + 1] as number
+    return packed - Math.floor(packed / COUNT_SPAN) * COUNT_SPAN
+  }
+  return record.data[index * 3 + 1] as number
+}
+
+/** Expiry of a counter in seconds after the record's creation. */
+function expiryAt(record: CounterRecord, index: number): number {
+  if (record.stride === 2) {
+    return Math.floor((record.data[index * 2 + 1] as number) / COUNT_SPAN)
+  }
+  return record.data[index * 3 + 2] as number
+}
+
+function setCounter(record: CounterRecord, index: number, count: number, expiry: number): void {
+  if (record.stride === 2 && (count >= COUNT_SPAN || expiry >= EXPIRY_SPAN)) {
+    widen(record)
+  }
+  if (record.stride === 2) {
+    record.data[index * 2 + 1] = expiry * COUNT_SPAN + count
+  } else {
+    record.data[index * 3 + 1] = count
+    record.data[index * 3 + 2] = expiry
+  }
+}
+
+/** Index of the counter holding `slot`, or -(insertion index) - 1 when there is none. */
+function find(record: CounterRecord, slot: number): number {
+  const { data, stride } = record
   let low = 0
-  let high = data.length / STRIDE - 1
+  let high = record.size - 1
   // Most lookups are for the newest slots, at the end.
-  if (high >= 0 && (data[high * STRIDE + SLOT] as number) < slot) {
+  if (high >= 0 && (data[high * stride] as number) < slot) {
     return -(high + 1) - 1
   }
   while (low <= high) {
     const mid = (low + high) >>> 1
-    const value = data[mid * STRIDE + SLOT] as number
+    const value = data[mid * stride] as number
     if (value < slot) {
       low = mid + 1
     } else if (value > slot) {
@@ -191,26 +269,45 @@ function find(data: number[], slot: number): number {
 }
 
 function read(record: CounterRecord, slot: number): number {
-  const index = find(record.data, slot)
-  return index < 0 ? 0 : (record.data[index * STRIDE + COUNT] as number)
+  const index = find(record, slot)
+  return index < 0 ? 0 : countAt(record, index)
 }
 
 function add(record: CounterRecord, slot: number, amount: number, expiresAt: number): number {
-  const data = record.data
-  const index = find(data, slot)
+  const index = find(record, slot)
+  if (index >= 0 && record.stride === 2) {
+    // The common case: add to the packed number in place.
+    const at = index * 2 + 1
+    const packed = record.data[at] as number
+    const count = packed - Math.floor(packed / COUNT_SPAN) * COUNT_SPAN
+    const value = Math.max(0, count + amount)
+    if (value < COUNT_SPAN) {
+      record.data[at] = packed + (value - count)
+      return value
+    }
+  }
   if (index >= 0) {
-    const at = index * STRIDE + COUNT
-    const value = Math.max(0, (data[at] as number) + amount)
-    data[at] = value
+    const value = Math.max(0, countAt(record, index) + amount)
+    setCounter(record, index, value, expiryAt(record, index))
     return value
   }
   const value = Math.max(0, amount)
-  const at = (-index - 1) * STRIDE
-  if (at === data.length) {
-    data.push(slot, value, expiresAt)
-  } else {
-    data.splice(at, 0, slot, value, expiresAt)
+  const insertAt = -index - 1
+  if ((record.size + 1) * record.stride > record.data.length) {
+    record.data = roomFor(
+      record.data,
+      record.size * record.stride,
+      record.size + Math.max(2, record.size >> 2),
+      record.stride,
+    )
   }
+  const { data, stride } = record
+  for (let i = record.size * stride - 1; i >= insertAt * stride; i--) {
+    data[i + stride] = data[i] as number
+  }
+  data[insertAt * stride] = slot
+  record.size++
+  setCounter(record, insertAt, value, expiresAt - record.timeBase)
   if (expiresAt > record.expiresAt) {
     record.expiresAt = expiresAt
   }
@@ -222,22 +319,25 @@ function add(record: CounterRecord, slot: number, amount: number, expiresAt: num
 
 /** Drops the expired counters of a record; returns false when none is left. */
 function compact(record: CounterRecord, nowSeconds: number): boolean {
-  const data = record.data
-  let write = 0
+  const nowRelative = nowSeconds - record.timeBase
+  const { data, stride } = record
+  let kept = 0
   let compactAt = Infinity
-  for (let readAt = 0; readAt < data.length; readAt += STRIDE) {
-    const expiresAt = data[readAt + EXPIRES] as number
-    if (expiresAt > nowSeconds) {
-      data[write + SLOT] = data[readAt + SLOT] as number
-      data[write + COUNT] = data[readAt + COUNT] as number
-      data[write + EXPIRES] = expiresAt
-      write += STRIDE
-      if (expiresAt < compactAt) {
-        compactAt = expiresAt
+  for (let i = 0; i < record.size; i++) {
+    const expiry = expiryAt(record, i)
+    if (expiry > nowRelative) {
+      for (let k = 0; k < stride; k++) {
+        data[kept * stride + k] = data[i * stride + k] as number
       }
+      kept++
+      compactAt = Math.min(compactAt, expiry + record.timeBase)
     }
   }
-  data.length = write
+  record.size = kept
   record.compactAt = compactAt
-  return write > 0
+  if (kept * stride * 2 < data.length && data.length > INITIAL_COUNTERS * stride * 2) {
+    // Give back what a long-lived requester no longer uses.
+    record.data = roomFor(data, kept * stride, Math.max(kept, INITIAL_COUNTERS), stride)
+  }
+  return kept > 0
 }
