@@ -8,8 +8,7 @@ import { MemoryStore } from '@slidelimit/store-memory'
 import { MemoryStore as HonoMemoryStore } from 'hono-rate-limiter'
 import { RateLimiterMemory } from 'rate-limiter-flexible'
 
-const [name = 'slidelimit-memory', countText = '100000', requestsText = '1'] =
-  process.argv.slice(2)
+const [name = 'slidelimit-memory', countText = '100000', requestsText = '1'] = process.argv.slice(2)
 const count = Number(countText)
 const requests = Number(requestsText)
 let clock = Date.now()

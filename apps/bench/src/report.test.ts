@@ -103,7 +103,7 @@ describe('summarise and table', () => {
       memoryTable([
         { limiter: 'a', requesters: 10, heapBytesPerRequester: 300, rssBytesPerRequester: 900 },
       ]),
-    ).toContain('| a | 10 | 300 | 900 |')
+    ).toContain('| a | 10 | 1 | 300 | 900 |')
   })
 
   it('takes medians of odd and even counts', () => {

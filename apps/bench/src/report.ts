@@ -28,6 +28,8 @@ export interface Row {
 export interface MemoryRow {
   limiter: string
   requesters: number
+  /** Requests each requester made, one second apart. */
+  requestsEach?: number
   heapBytesPerRequester: number
   rssBytesPerRequester: number
 }
@@ -96,12 +98,12 @@ export function table(rows: readonly Row[]): string {
 
 export function memoryTable(rows: readonly MemoryRow[]): string {
   const lines = [
-    '| memory limiter | requesters | heap bytes/requester | RSS bytes/requester |',
-    '| --- | ---: | ---: | ---: |',
+    '| memory limiter | requesters | requests each | heap bytes/requester | RSS bytes/requester |',
+    '| --- | ---: | ---: | ---: | ---: |',
   ]
   for (const r of rows) {
     lines.push(
-      `| ${r.limiter} | ${r.requesters} | ${r.heapBytesPerRequester} | ${r.rssBytesPerRequester} |`,
+      `| ${r.limiter} | ${r.requesters} | ${r.requestsEach ?? 1} | ${r.heapBytesPerRequester} | ${r.rssBytesPerRequester} |`,
     )
   }
   return lines.join('\n')

@@ -76,12 +76,16 @@ function startServer(kind: ServerKind, limit: number, memcached: string): Promis
   })
 }
 
-async function measureMemory(limiter: string): Promise<MemoryRow> {
+async function measureMemory(
+  limiter: string,
+  requesters: number,
+  requests: number,
+): Promise<MemoryRow> {
   const script = join(here, 'memory.js')
   const output = await new Promise<string>((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      ['--expose-gc', script, limiter, String(settings.memoryRequesters)],
+      ['--expose-gc', script, limiter, String(requesters), String(requests)],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
       },
@@ -168,8 +172,10 @@ async function main(): Promise<void> {
 
   const memory: MemoryRow[] = []
   for (const limiter of MEMORY_LIMITERS) {
-    memory.push(await measureMemory(limiter))
+    memory.push(await measureMemory(limiter, settings.memoryRequesters, 1))
   }
+  // A requester that used its window: 100 requests in 100 different seconds.
+  memory.push(await measureMemory('slidelimit-memory', settings.memoryRequesters / 10, 100))
 
   const rows = summarise(measurements)
   const report = `${table(rows)}\n\n${memoryTable(memory)}\n`

@@ -13,7 +13,10 @@ describe('loadConfig', () => {
       windowSeconds: 3600,
       bucketSeconds: 1,
       failureMode: 'open',
-      trustProxyHops: 0,
+      trustProxy: 0,
+      proxyHeader: 'x-forwarded-for',
+      ipv6Subnet: 56,
+      burst: undefined,
       logLevel: 'info',
     })
   })
@@ -29,6 +32,9 @@ describe('loadConfig', () => {
       RATE_BUCKET_SECONDS: '5',
       STORE_FAILURE_MODE: 'closed',
       TRUST_PROXY: '2',
+      TRUST_PROXY_HEADER: 'Forwarded',
+      IPV6_SUBNET: '64',
+      RATE_LIMIT_BURST: '5/2',
       LOG_LEVEL: 'warn',
     })
     expect(config).toMatchObject({
@@ -40,13 +46,33 @@ describe('loadConfig', () => {
       windowSeconds: 60,
       bucketSeconds: 5,
       failureMode: 'closed',
-      trustProxyHops: 2,
+      trustProxy: 2,
+      proxyHeader: 'forwarded',
+      ipv6Subnet: 64,
+      burst: { limit: 5, windowSeconds: 2 },
       logLevel: 'warn',
     })
   })
 
   it('treats TRUST_PROXY=false as off', () => {
-    expect(loadConfig({ TRUST_PROXY: 'false' }).trustProxyHops).toBe(0)
+    expect(loadConfig({ TRUST_PROXY: 'false' }).trustProxy).toBe(0)
+  })
+
+  it('reads TRUST_PROXY as proxy addresses and CIDR ranges', () => {
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 192.168.1.5,2001:db8::/32' }).trustProxy).toEqual(
+      ['10.0.0.0/8', '192.168.1.5', '2001:db8::/32'],
+    )
+    for (const bad of ['10.0.0.0/33', 'proxy.internal', '10.0.0.1,,', '33', 'true']) {
+      expect(() => loadConfig({ TRUST_PROXY: bad })).toThrow(/^Invalid TRUST_PROXY=/)
+    }
+  })
+
+  it('refuses a burst policy that is not LIMIT/SECONDS inside the window', () => {
+    for (const bad of ['10', '10/0', '0/1', '10/3600', 'ten/1', '10/1/1']) {
+      expect(() => loadConfig({ RATE_LIMIT_BURST: bad })).toThrow(/^Invalid RATE_LIMIT_BURST=/)
+    }
+    expect(() => loadConfig({ IPV6_SUBNET: '129' })).toThrow(/^Invalid IPV6_SUBNET="129"/)
+    expect(() => loadConfig({ TRUST_PROXY_HEADER: 'x-real-ip' })).toThrow(/TRUST_PROXY_HEADER/)
   })
 
   it('names the variable, the value and what is allowed', () => {

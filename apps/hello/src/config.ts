@@ -2,6 +2,7 @@
 // is reported as one line naming the variable, the value given and what is allowed.
 
 import { isIP } from 'node:net'
+import { clientAddress } from '@slidelimit/hono-middleware'
 import { formatServer, parseConnectionString } from '@slidelimit/store-memcache'
 
 export type StoreBackend = 'memory' | 'memcache'
@@ -20,8 +21,17 @@ export interface Config {
   windowSeconds: number
   bucketSeconds: number
   failureMode: FailureMode
-  /** Proxies in front of the app whose X-Forwarded-For entries are trusted; 0 trusts none. */
-  trustProxyHops: number
+  /**
+   * Which proxies in front of the app to trust: 0 (none: only the connection counts), a number
+   * of hops, or a list of proxy addresses and CIDR ranges.
+   */
+  trustProxy: number | string[]
+  /** The forwarding header trusted proxies set. */
+  proxyHeader: 'x-forwarded-for' | 'forwarded'
+  /** The prefix length IPv6 clients are grouped by. */
+  ipv6Subnet: number
+  /** A second policy (`RATE_LIMIT_BURST=limit/seconds`), e.g. 10 per second. */
+  burst: { limit: number; windowSeconds: number } | undefined
   logLevel: LogLevel
 }
 
@@ -109,17 +119,32 @@ export function loadConfig(env: Env = process.env): Config {
     )
   }
   const failureMode = oneOf<FailureMode>(env, 'STORE_FAILURE_MODE', 'open', ['open', 'closed'])
-  const rawTrust = read(env, 'TRUST_PROXY')
-  let trustProxyHops = 0
-  if (rawTrust !== undefined && !['false', 'off', 'no', '0'].includes(rawTrust.toLowerCase())) {
-    trustProxyHops = /^\d+$/.test(rawTrust) ? Number(rawTrust) : NaN
-    if (!Number.isSafeInteger(trustProxyHops) || trustProxyHops < 1 || trustProxyHops > 32) {
+  const trustProxy = readTrustProxy(env)
+  const proxyHeader = oneOf(env, 'TRUST_PROXY_HEADER', 'x-forwarded-for', [
+    'x-forwarded-for',
+    'forwarded',
+  ] as const)
+  const ipv6Subnet = integer(env, 'IPV6_SUBNET', 56, 1, 128)
+  const rawBurst = read(env, 'RATE_LIMIT_BURST')
+  let burst: Config['burst']
+  if (rawBurst !== undefined) {
+    const match = /^(\d{1,10})\/(\d{1,8})$/.exec(rawBurst)
+    const limit = Number(match?.[1])
+    const seconds = Number(match?.[2])
+    if (
+      match === null ||
+      limit < 1 ||
+      limit > 1_000_000_000 ||
+      seconds < 1 ||
+      seconds >= windowSeconds
+    ) {
       throw new EnvError(
-        'TRUST_PROXY',
-        rawTrust,
-        'unset, false, or the number of proxies in front of the app (1 to 32)',
+        'RATE_LIMIT_BURST',
+        rawBurst,
+        `LIMIT/SECONDS, e.g. 10/1 (a limit of at least 1 per a window shorter than RATE_WINDOW_SECONDS, ${windowSeconds})`,
       )
     }
+    burst = { limit, windowSeconds: seconds }
   }
   const logLevel = oneOf<LogLevel>(env, 'LOG_LEVEL', 'info', [
     'debug',
@@ -138,7 +163,35 @@ export function loadConfig(env: Env = process.env): Config {
     windowSeconds,
     bucketSeconds,
     failureMode,
-    trustProxyHops,
+    trustProxy,
+    proxyHeader,
+    ipv6Subnet,
+    burst,
     logLevel,
   }
+}
+
+const TRUST_EXPECTED =
+  'unset or false, the number of proxies in front of the app (1 to 32), or proxy addresses and CIDR ranges separated by commas (10.0.0.0/8,192.168.1.5)'
+
+function readTrustProxy(env: Env): number | string[] {
+  const raw = read(env, 'TRUST_PROXY')
+  if (raw === undefined || ['false', 'off', 'no', '0'].includes(raw.toLowerCase())) {
+    return 0
+  }
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw)
+    if (hops < 1 || hops > 32) {
+      throw new EnvError('TRUST_PROXY', raw, TRUST_EXPECTED)
+    }
+    return hops
+  }
+  const list = raw.split(',').map((item) => item.trim())
+  try {
+    // The middleware's own parser: what it accepts here, it accepts at start.
+    clientAddress({ trustProxy: list })
+  } catch {
+    throw new EnvError('TRUST_PROXY', raw, TRUST_EXPECTED)
+  }
+  return list
 }

@@ -62,13 +62,29 @@ try {
 
 const logger = createLogger(config.logLevel)
 const store = createStore(config, logger)
-const limiter = createLimiter({
-  store,
-  limit: config.rateLimit,
-  windowSeconds: config.windowSeconds,
-  bucketSeconds: config.bucketSeconds,
-})
-const app = createApp({ config, limiter, store, logger })
+const policies = [
+  {
+    name: 'default',
+    limiter: createLimiter({
+      store,
+      limit: config.rateLimit,
+      windowSeconds: config.windowSeconds,
+      bucketSeconds: config.bucketSeconds,
+    }),
+  },
+]
+if (config.burst !== undefined) {
+  policies.push({
+    name: 'burst',
+    limiter: createLimiter({
+      store,
+      limit: config.burst.limit,
+      windowSeconds: config.burst.windowSeconds,
+      prefix: `burst:w${config.burst.windowSeconds}b1:`,
+    }),
+  })
+}
+const app = createApp({ config, policies, store, logger })
 
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
   logger.info('listening', {

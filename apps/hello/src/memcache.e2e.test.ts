@@ -134,7 +134,7 @@ describe.skipIf(!available)('the hello server with STORE_BACKEND=memcache', () =
   it('closes its memcached connections on SIGTERM and exits 0', async () => {
     const cache = await memcached()
     const before = (await cache.stats()).curr_connections ?? 0
-    const server = await app(cache)
+    const server = await app(cache, { MEMCACHE_TIMEOUT_MS: '2000' })
     expect((await fetch(server.url)).status).toBe(200)
     const during = (await cache.stats()).curr_connections ?? 0
     expect(during, server.output()).toBeGreaterThan(before)
