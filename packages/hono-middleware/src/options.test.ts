@@ -1,0 +1,293 @@
+// Every middleware option through app.request(): policies, skip, refund, header styles, wrap,
+// client identity, and the ConfigErrors for unknown or contradictory options.
+
+import { ConfigError, createLimiter } from '@slidelimit/core'
+import { MemoryStore } from '@slidelimit/store-memory'
+import { Hono } from 'hono'
+import type { Context } from 'hono'
+import { describe, expect, it } from 'vitest'
+import { clientAddress } from './client-address.js'
+import { rateLimiter } from './rate-limiter.js'
+import type { RateLimiterOptions } from './rate-limiter.js'
+
+const T0 = 1_700_000_000_000
+
+function clock() {
+  let t = T0
+  return {
+    now: () => t,
+    advance: (ms: number) => {
+      t += ms
+    },
+  }
+}
+
+const byKey = (c: Context): string => c.req.header('x-key') ?? 'anon'
+
+function build(options: Partial<RateLimiterOptions>, mount: 'use' | 'wrap' = 'use') {
+  const { now, advance } = clock()
+  const store = new MemoryStore({ now, sweepIntervalMs: 0 })
+  const limit = rateLimiter({
+    limiter: createLimiter({ store, now, limit: 3, windowSeconds: 60 }),
+    keyGenerator: byKey,
+    ...options,
+  })
+  const app = new Hono()
+  const route = (c: Context) =>
+    c.req.query('fail') === undefined ? c.text('ok') : c.text('broken', 500)
+  if (mount === 'use') {
+    app.use('/', limit)
+    app.get('/', route)
+  } else {
+    app.get('/', limit.wrap(route))
+  }
+  return {
+    app,
+    advance,
+    get: (path = '/', key = 'anon') => app.request(path, { headers: { 'x-key': key } }),
+  }
+}
+
+describe.each(['use', 'wrap'] as const)('rateLimiter mounted with %s', (mount) => {
+  it('limits and sends draft-10 fields', async () => {
+    const { get } = build({}, mount)
+    const res = await get()
+    expect(res.headers.get('RateLimit')).toBe('"default";r=2;t=60')
+    await get()
+    await get()
+    const denied = await get()
+    expect(denied.status).toBe(429)
+    expect(denied.headers.get('Retry-After')).toBe('60')
+    expect(denied.headers.get('RateLimit-Policy')).toBe('"default";q=3;w=60')
+  })
+
+  it('sends draft-7 fields when asked', async () => {
+    const { get } = build({ headers: 'draft-7' }, mount)
+    const res = await get()
+    expect(res.headers.get('RateLimit-Limit')).toBe('3')
+    expect(res.headers.get('RateLimit-Remaining')).toBe('2')
+    expect(res.headers.get('RateLimit-Reset')).toBe('60')
+    expect(res.headers.get('RateLimit-Policy')).toBe('3;w=60')
+    expect(res.headers.get('RateLimit')).toBeNull()
+  })
+
+  it('sends no fields with headers "none", but still Retry-After on a denial', async () => {
+    const { get } = build({ headers: 'none' }, mount)
+    for (let i = 0; i < 3; i++) {
+      const res = await get()
+      expect([...res.headers.keys()].filter((k) => k.startsWith('ratelimit'))).toEqual([])
+    }
+    expect((await get()).headers.get('Retry-After')).toBe('60')
+  })
+
+  it('skips requests skip() picks, without counting them', async () => {
+    const { get } = build({ skip: (c) => c.req.header('x-key') === 'internal' }, mount)
+    for (let i = 0; i < 10; i++) {
+      const res = await get('/', 'internal')
+      expect(res.status).toBe(200)
+      expect(res.headers.get('RateLimit')).toBeNull()
+    }
+    expect((await get('/', 'other')).headers.get('RateLimit')).toBe('"default";r=2;t=60')
+  })
+
+  it('accepts an async skip() and an async keyGenerator', async () => {
+    const { get } = build(
+      {
+        skip: (c) => Promise.resolve(c.req.header('x-key') === 'internal'),
+        keyGenerator: (c) => Promise.resolve(`user:${c.req.header('x-key') ?? ''}`),
+      },
+      mount,
+    )
+    expect((await get('/', 'internal')).headers.get('RateLimit')).toBeNull()
+    expect((await get('/', 'a')).headers.get('RateLimit')).toBe('"default";r=2;t=60')
+  })
+
+  it('refunds requests refund() picks, e.g. failed responses', async () => {
+    const { get } = build({ refund: (_c, res) => res.status >= 400 }, mount)
+    for (let i = 0; i < 5; i++) {
+      expect((await get('/?fail=1')).status).toBe(500)
+    }
+    // The failures were taken back: the full quota is left.
+    expect((await get()).headers.get('RateLimit')).toBe('"default";r=2;t=60')
+  })
+
+  it('answers a denial with a custom handler, fields already set', async () => {
+    const { get } = build(
+      { handler: (c, info) => c.json({ wait: info.retryAfterSeconds, policy: info.policy }, 429) },
+      mount,
+    )
+    for (let i = 0; i < 3; i++) {
+      await get()
+    }
+    const res = await get()
+    expect(await res.json()).toEqual({ wait: 60, policy: 'default' })
+    expect(res.headers.get('RateLimit')).toBe('"default";r=0;t=60')
+    expect(res.headers.get('Content-Type')).toMatch(/application\/json/)
+  })
+})
+
+describe('several policies', () => {
+  function twoPolicies() {
+    const { now, advance } = clock()
+    const store = new MemoryStore({ now, sweepIntervalMs: 0 })
+    const app = new Hono()
+    const limit = rateLimiter({
+      store,
+      policies: [
+        {
+          name: 'burst',
+          limiter: createLimiter({ store, now, limit: 2, windowSeconds: 1, prefix: 'b:' }),
+        },
+        { name: 'hourly', limiter: createLimiter({ store, now, limit: 5, windowSeconds: 3600 }) },
+      ],
+      keyGenerator: byKey,
+    })
+    app.get(
+      '/',
+      limit.wrap((c) => c.json(c.var.rateLimit)),
+    )
+    return { app, advance, get: () => app.request('/', { headers: { 'x-key': 'k' } }) }
+  }
+
+  it('admits only when every policy admits, one header item each', async () => {
+    const { get, advance } = twoPolicies()
+    const first = await get()
+    expect(first.headers.get('RateLimit-Policy')).toBe('"burst";q=2;w=1, "hourly";q=5;w=3600')
+    expect(first.headers.get('RateLimit')).toBe('"burst";r=1;t=1, "hourly";r=4;t=3600')
+    await get()
+    const denied = await get()
+    expect(denied.status).toBe(429)
+    expect(denied.headers.get('Retry-After')).toBe('1')
+    // The hourly policy took its count back.
+    expect(denied.headers.get('RateLimit')).toBe('"burst";r=0;t=1, "hourly";r=3;t=3600')
+    for (let i = 0; i < 3; i++) {
+      advance(1000)
+      expect((await get()).status).toBe(200)
+    }
+    advance(1000)
+    // Hourly is spent (5 admitted); Retry-After is the longest wait of the denying policies.
+    const hourly = await get()
+    expect(hourly.status).toBe(429)
+    expect(Number(hourly.headers.get('Retry-After'))).toBeGreaterThan(3500)
+  })
+
+  it('tells handlers every policy, and the binding one on c.var.rateLimit', async () => {
+    const { get } = twoPolicies()
+    const info = (await (await get()).json()) as {
+      policy: string
+      remaining: number
+      policies: { policy: string; remaining: number }[]
+    }
+    expect(info.policy).toBe('burst')
+    expect(info.remaining).toBe(1)
+    expect(info.policies.map((p) => [p.policy, p.remaining])).toEqual([
+      ['burst', 1],
+      ['hourly', 4],
+    ])
+  })
+
+  it('builds limiters on the store that never share counters', async () => {
+    const store = new MemoryStore({ sweepIntervalMs: 0 })
+    const app = new Hono()
+    app.get(
+      '/',
+      rateLimiter({
+        store,
+        policies: [
+          { name: 'a', limit: 1, windowSeconds: 60 },
+          { name: 'b', limit: 2, windowSeconds: 60 },
+        ],
+        keyGenerator: () => 'k',
+      }).wrap((c) => c.text('ok')),
+    )
+    const res = await app.request('/')
+    expect(res.headers.get('RateLimit')).toBe('"a";r=0;t=60, "b";r=1;t=60')
+    await store.close()
+  })
+})
+
+describe('client identity (default key)', () => {
+  const appFor = (options: Partial<RateLimiterOptions>) => {
+    const app = new Hono()
+    app.get(
+      '/',
+      rateLimiter({ store: new MemoryStore({ sweepIntervalMs: 0 }), limit: 100, ...options }).wrap(
+        (c) => c.text(c.var.rateLimit.key),
+      ),
+    )
+    return async (remoteAddress: string, headers: Record<string, string> = {}) => {
+      // A wrapped route on a synchronous store answers without a promise.
+      const res = await app.request('/', { headers }, { incoming: { socket: { remoteAddress } } })
+      return res.text()
+    }
+  }
+
+  it('groups IPv6 by /56 by default, or by the prefix asked for', async () => {
+    expect(await appFor({})('2001:db8:abcd:12ff::1')).toBe('2001:db8:abcd:1200::/56')
+    expect(await appFor({ ipv6Subnet: 64 })('2001:db8:abcd:12ff::1')).toBe(
+      '2001:db8:abcd:12ff::/64',
+    )
+    expect(await appFor({ ipv6Subnet: false })('2001:db8::1')).toBe('2001:db8::1')
+    expect(await appFor({})('::ffff:192.0.2.1')).toBe('192.0.2.1')
+  })
+
+  it('trusts forwarding headers by hops, by address, or not at all', async () => {
+    const xff = { 'x-forwarded-for': '6.6.6.6, 203.0.113.5, 10.0.0.2' }
+    expect(await appFor({})('10.0.0.1', xff)).toBe('10.0.0.1')
+    expect(await appFor({ trustProxy: 1 })('10.0.0.1', xff)).toBe('10.0.0.2')
+    expect(await appFor({ trustProxy: 2 })('10.0.0.1', xff)).toBe('203.0.113.5')
+    expect(await appFor({ trustProxy: ['10.0.0.0/8'] })('10.0.0.1', xff)).toBe('203.0.113.5')
+    expect(await appFor({ trustProxy: '10.0.0.1' })('10.0.0.1', xff)).toBe('10.0.0.2')
+    expect(await appFor({ trustProxy: ['10.0.0.0/8'] })('192.0.2.9', xff)).toBe('192.0.2.9')
+  })
+
+  it('reads RFC 7239 Forwarded when told to', async () => {
+    const get = appFor({ trustProxy: 1, proxyHeader: 'forwarded' })
+    expect(await get('10.0.0.1', { forwarded: 'for=192.0.2.60;proto=https' })).toBe('192.0.2.60')
+    expect(await get('10.0.0.1', { forwarded: 'for="[2001:db8::17]:4711"' })).toBe('2001:db8::/56')
+    expect(await get('10.0.0.1', { forwarded: 'for=_hidden' })).toBe('10.0.0.1')
+    expect(await get('10.0.0.1', { forwarded: 'proto=http' })).toBe('10.0.0.1')
+  })
+
+  it('logs an ignored header at debug level', async () => {
+    const lines: string[] = []
+    const get = appFor({ trustProxy: 1, logger: { debug: (message) => lines.push(message) } })
+    expect(await get('10.0.0.1', { 'x-forwarded-for': 'garbage' })).toBe('10.0.0.1')
+    expect(lines).toEqual(['ignored x-forwarded-for: entry 1 is not an IP address'])
+  })
+
+  it('refuses bad trust settings', () => {
+    for (const trustProxy of [true, -1, 33, 'nonsense', ['10.0.0.0/99'], []]) {
+      expect(() => clientAddress({ trustProxy })).toThrow(ConfigError)
+    }
+  })
+})
+
+describe('ConfigError on unknown or contradictory options', () => {
+  it('names the option', () => {
+    const store = new MemoryStore({ sweepIntervalMs: 0 })
+    const limiter = createLimiter({ store })
+    const bad: [unknown, RegExp][] = [
+      [{ store, limt: 5 }, /limt/],
+      [{ store, headers: 'draft-9' }, /headers/],
+      [{ store, skip: 'yes' }, /skip/],
+      [{ store, refund: 1 }, /refund/],
+      [{ store, keyGenerator: byKey, trustProxy: 1 }, /trustProxy/],
+      [{ store, policies: [] }, /policies/],
+      [{ store, policies: [{ limit: 1 }], limit: 5 }, /limit/],
+      [{ store, policies: [{ name: 'a' }, { name: 'a' }] }, /policies/],
+      [{ policies: [{ limiter }, { limiter }] }, /policies/],
+      [{ store, policies: [{ limiter, limit: 2 }] }, /limit/],
+      [{ store, policies: [{ lim: 2 }] }, /lim/],
+      [{ store, ipv6Subnet: 0 }, /ipv6Subnet/],
+      [{ store, proxyHeader: 'x-real-ip' }, /proxyHeader/],
+      [{ store, logger: {} }, /logger/],
+    ]
+    for (const [options, message] of bad) {
+      expect(() => rateLimiter(options as RateLimiterOptions), JSON.stringify(options)).toThrow(
+        ConfigError,
+      )
+      expect(() => rateLimiter(options as RateLimiterOptions)).toThrow(message)
+    }
+  })
+})
