@@ -28,7 +28,7 @@ const outFile =
 
 const settings = quick
   ? { seconds: 1, warmupSeconds: 1, rounds: 1, connections: 32, memoryRequesters: 20_000 }
-  : { seconds: 5, warmupSeconds: 2, rounds: 3, connections: 64, memoryRequesters: 100_000 }
+  : { seconds: 4, warmupSeconds: 2, rounds: 5, connections: 64, memoryRequesters: 100_000 }
 
 const SCENARIOS = [
   { name: 'hot client', clients: 1, limit: 1_000_000_000 },

@@ -5,7 +5,7 @@
 // not to the number of buckets in a window. A counter takes two numbers (16 bytes): its slot,
 // and its count and expiry packed into one (expiry in whole seconds after the record's
 // creation, as memcached keeps expiries in whole seconds); a record whose values do not fit
-// the packing moves to three numbers a counter. Arrays grow by a quarter, so memory stays close
+// the packing moves to three numbers a counter. Arrays grow by an eighth, so memory stays close
 // to what the counters need. Expired counters are dropped when their record is
 // next touched, and whole expired records by a sweep that walks the map a chunk at a time on
 // one unreferenced timer; there is no timer per key.
@@ -297,7 +297,7 @@ function add(record: CounterRecord, slot: number, amount: number, expiresAt: num
     record.data = roomFor(
       record.data,
       record.size * record.stride,
-      record.size + Math.max(2, record.size >> 2),
+      record.size + Math.max(2, record.size >> 3),
       record.stride,
     )
   }
