@@ -528,3 +528,30 @@ describe.each([
     })
   })
 })
+
+describe('odd and huge requester ids', () => {
+  it('limits a huge id by its hash, and keeps no copy of it', async () => {
+    let t = T0
+    const store = new MapStore(() => t)
+    const limiter = createLimiter({ store, now: () => t, limit: 2, windowSeconds: 60 })
+    const huge = 'x'.repeat(100_000)
+    const first = await limiter.consume(huge)
+    expect(first.id).toMatch(/^sha256:[\w-]{43}$/)
+    await limiter.consume(huge)
+    expect((await limiter.consume(huge)).allowed).toBe(false)
+    expect((await limiter.consume(`${huge}y`)).allowed).toBe(true)
+    expect([...store.counters.keys()].every((k) => k.length < 200)).toBe(true)
+    await limiter.refund(first)
+    t += 1000
+    expect((await limiter.consume(huge)).allowed).toBe(true)
+  })
+
+  it('takes empty, unicode and control-character ids as they are', async () => {
+    const t = T0
+    const limiter = createLimiter({ store: new MapStore(() => t), now: () => t, limit: 1 })
+    for (const id of ['', '\u0000\r\n', 'ключ', '🔑', ' ']) {
+      expect((await limiter.consume(id)).allowed).toBe(true)
+      expect((await limiter.consume(id)).allowed).toBe(false)
+    }
+  })
+})

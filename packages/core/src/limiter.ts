@@ -21,6 +21,7 @@
 // A denial is remembered until its exact retry time, and repeated requests until then are denied
 // from memory with no store traffic: counts only fall while nothing is admitted.
 
+import { hash } from 'node:crypto'
 import { ConfigError } from './errors.js'
 import type { SlotIncrement, Store } from './store.js'
 
@@ -80,7 +81,10 @@ export interface Decision {
    * of a coarse group of buckets when the oldest counted request is that old.
    */
   readonly resetSeconds: number
-  /** The requester the decision is for. */
+  /**
+   * The requester the decision is for: the id given, or `sha256:` and its hash for ids longer
+   * than 128 characters (the limiter never keeps a long id whole).
+   */
   readonly id: string
   /** The bucket the request was counted in, or `-1` when it was not counted (denied). */
   readonly bucket: number
@@ -95,6 +99,12 @@ const SWEEP_PER_INSERT = 2
 /** An entry moves to the young end of the cache at most this often. */
 const TOUCH_EVERY_MS = 1000
 const NO_UNITS: readonly number[] = []
+/** Ids longer than this are replaced by their SHA-256 (then `Decision.id` is that hash). */
+const LONGEST_ID = 128
+
+function hashId(id: string): string {
+  return `sha256:${hash('sha256', id, 'base64url')}`
+}
 const NO_READS: readonly number[] = []
 const NO_VALUES: number[] = []
 
@@ -264,7 +274,8 @@ export class SlidingWindowLimiter {
    */
   decide(id: string): Decision | Promise<Decision> {
     const t = this.#now()
-    const plan = this.#plan(id, t)
+    // A long id (a token, a hostile header) is held by its hash, never kept whole in memory.
+    const plan = this.#plan(id.length > LONGEST_ID ? hashId(id) : id, t)
     if (!('reads' in plan)) {
       return plan
     }
