@@ -433,13 +433,13 @@ export class SlidingWindowLimiter {
       }
       return this.#deny(plan, values, sum) as Decision
     }
-    const g = this.groupSize
-    const leave =
-      entry.head < entry.units.length
-        ? (entry.units[entry.head + 1] as number)
-        : g === 0
-          ? b
-          : Math.min(current * g + g - 1, b)
+    // The oldest counted unit: the first cached one, else the current bucket (or group).
+    const leave = entry.head < entry.units.length ? (entry.units[entry.head + 1] as number) : b
+    return this.#admitted(id, t, b, sum, leave)
+  }
+
+  /** An admitted decision: `sum` counted with this request, the oldest leaving after `leave`. */
+  #admitted(id: string, t: number, b: number, sum: number, leave: number): Decision {
     const resetSeconds = this.#secondsUntil(leave, t)
     const remaining = this.limit - sum
     return {
@@ -607,22 +607,8 @@ export class SlidingWindowLimiter {
         leave = readTo[i] as number
       }
     }
-    if (leave < 0) {
-      const g = this.groupSize
-      leave = g === 0 ? b : Math.min((Math.floor(b / g) + 1) * g - 1, b)
-    }
-    const resetSeconds = this.#secondsUntil(leave, plan.t)
-    const remaining = this.limit - sum
-    return {
-      allowed: true,
-      limit: this.limit,
-      windowSeconds: this.windowSeconds,
-      remaining,
-      retryAfterSeconds: remaining > 0 ? 0 : resetSeconds,
-      resetSeconds,
-      id: plan.id,
-      bucket: b,
-    }
+    // Nothing older counted: the current bucket (or group, which ends with it) leaves first.
+    return this.#admitted(plan.id, plan.t, b, sum, leave < 0 ? b : leave)
   }
 
   /** Caches the settled values a reply brought (the entry has not changed since the plan). */
