@@ -47,6 +47,34 @@ export class StoreError extends RateLimitError {
   }
 }
 
+/**
+ * The store answers, but one key's data is unusable (a counter holding text that something else
+ * wrote). Only the requester of that key is affected: a FailoverStore decides that one request
+ * as its failure mode says and keeps every other key on the store. The store has already
+ * removed the bad data, so the key's next call starts afresh.
+ */
+export class StoreKeyError extends StoreError {
+  /** The store key (the limiter's prefix and the requester id) whose data was unusable. */
+  readonly key: string
+
+  constructor(store: string, key: string, message: string, options?: { cause?: unknown }) {
+    super(store, message, options, 'ERR_SLIDELIMIT_STORE_KEY')
+    this.key = key
+  }
+}
+
+/**
+ * Whatever a store threw or rejected with, as a StoreError: a StoreError as it is, anything else
+ * (a RangeError from a client library, a string) wrapped with the original as `cause`.
+ */
+export function asStoreError(store: string, error: unknown): StoreError {
+  if (error instanceof StoreError) {
+    return error
+  }
+  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+  return new StoreError(store, `failed: ${message}`, { cause: error })
+}
+
 /** Renders a value for an error message: strings quoted, long values cut short. */
 export function describeValue(value: unknown): string {
   let text: string

@@ -1,27 +1,45 @@
+import { spawn } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, StoreError } from './errors.js'
+import { ConfigError, StoreError, StoreKeyError } from './errors.js'
 import { FailoverStore, StoreUnavailableError } from './failover-store.js'
 import type { StoreStateChange } from './failover-store.js'
 import { createLimiter } from './limiter.js'
 import { MapStore } from './reference-model.test-helpers.js'
+import type { Store } from './store.js'
 
-/** A MapStore that can be switched to fail, or to never answer. */
+/**
+ * A MapStore that can be switched to fail, to throw at once (as a client library's RangeError
+ * does), or to never answer; and whose keys can be marked as holding unusable data, once.
+ */
 class FlakyStore extends MapStore {
-  mode: 'ok' | 'fail' | 'hang' = 'ok'
+  mode: 'ok' | 'fail' | 'throw' | 'hang' = 'ok'
   pings = 0
+  /** Keys whose next call fails with a StoreKeyError (their data is then gone). */
+  readonly corrupt = new Set<string>()
 
   override update(...args: Parameters<MapStore['update']>): Promise<number[]> {
     if (this.mode === 'fail') {
       return Promise.reject(new StoreError('flaky', 'connection refused'))
     }
+    if (this.mode === 'throw') {
+      throw new RangeError('The value of "value" is out of range.')
+    }
     if (this.mode === 'hang') {
       return new Promise(() => undefined)
+    }
+    const [key] = args
+    if (this.corrupt.delete(key)) {
+      // As memcached with one counter holding text: the call fails, the other counters stay.
+      return Promise.reject(new StoreKeyError('flaky', key, `a counter of ${key} is not a number`))
     }
     return super.update(...args)
   }
 
   override ping(): Promise<void> {
     this.pings++
+    if (this.mode === 'throw') {
+      throw new RangeError('The value of "value" is out of range.')
+    }
     return this.mode === 'ok'
       ? Promise.resolve()
       : Promise.reject(new StoreError('flaky', 'connection refused'))
@@ -137,6 +155,108 @@ describe('FailoverStore', () => {
     expect((await limiter.consume('a')).allowed).toBe(true)
   })
 
+  it('treats a synchronous throw from the primary as a failure and decides with the fallback', async () => {
+    const { store, primary, fallback, changes } = setup()
+    primary.mode = 'throw'
+    expect(await store.update('k', inc, [], 60)).toEqual([1])
+    expect(store.state).toBe('down')
+    expect(fallback.calls).toBe(1)
+    expect(changes[0]?.error).toBeInstanceOf(StoreError)
+    expect((changes[0]?.error as StoreError).cause).toBeInstanceOf(RangeError)
+  })
+
+  it('refuses with StoreUnavailableError when the primary throws in closed mode', async () => {
+    const { store, primary } = setup('closed')
+    primary.mode = 'throw'
+    const error = await store.update('k', inc, [], 60).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(StoreUnavailableError)
+    expect(store.state).toBe('down')
+  })
+
+  it('treats a probe that throws as a failed probe', async () => {
+    const { store, primary, advance } = setup()
+    primary.mode = 'throw'
+    await store.update('k', inc, [], 60)
+    advance(100)
+    expect(await store.update('k', inc, [], 60)).toEqual([2])
+    await flush()
+    expect(primary.pings).toBe(1)
+    expect(store.state).toBe('down')
+    await expect(store.ping()).rejects.toBeInstanceOf(StoreError)
+  })
+
+  it("keeps a key's unusable data that key's problem: the breaker stays closed", async () => {
+    const { store, primary, fallback, changes } = setup()
+    await store.update('other', inc, [], 60)
+    const before = { bad: store.epochOf('bad'), other: store.epochOf('other') }
+    primary.corrupt.add('bad')
+    // That one call is decided by the fallback...
+    expect(await store.update('bad', inc, [], 60)).toEqual([1])
+    expect(fallback.calls).toBe(1)
+    // ...and only that key's cached values are invalid.
+    expect(store.epochOf('bad')).not.toBe(before.bad)
+    expect(store.epochOf('other')).toBe(before.other)
+    expect(store.state).toBe('up')
+    expect(changes).toEqual([])
+    // Every key, the bad one included, is back on the primary at once.
+    expect(await store.update('other', inc, [], 60)).toEqual([2])
+    expect(await store.update('bad', inc, [], 60)).toEqual([1])
+    expect(primary.calls).toBe(3)
+    expect(fallback.calls).toBe(1)
+  })
+
+  it("refuses only that key's call in closed mode when its data is unusable", async () => {
+    const { store, primary } = setup('closed')
+    primary.corrupt.add('bad')
+    const error = await store.update('bad', inc, [], 60).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(StoreUnavailableError)
+    expect((error as StoreError).cause).toBeInstanceOf(StoreKeyError)
+    expect(store.state).toBe('up')
+    expect(await store.update('good', inc, [], 60)).toEqual([1])
+    expect(await store.update('bad', inc, [], 60)).toEqual([1])
+  })
+
+  it('gives a reply that arrived while the event loop was busy one more turn before its deadline fails', async () => {
+    // The primary answers through a pipe (a child process echoing), as a socket would.
+    const echo = spawn('cat', [], { stdio: ['pipe', 'pipe', 'ignore'] })
+    const waiting: (() => void)[] = []
+    echo.stdout.on('data', () => {
+      waiting.shift()?.()
+    })
+    const primary = new FlakyStore(Date.now)
+    const answering: Store = {
+      name: 'echo',
+      update: (...args) =>
+        new Promise((resolve) => {
+          waiting.push(() => {
+            resolve(primary.update(...args))
+          })
+          echo.stdin.write('x')
+        }),
+      ping: () => Promise.resolve(),
+      close: () => Promise.resolve(),
+    }
+    const store = new FailoverStore({
+      primary: answering,
+      fallback: new MapStore(Date.now),
+      deadlineMs: 20,
+    })
+    try {
+      for (let i = 0; i < 3; i++) {
+        const answer = store.update('k', inc, [], 60)
+        // This process is busy for five deadlines; the echo answers at once meanwhile.
+        const until = performance.now() + 100
+        while (performance.now() < until) {
+          // busy
+        }
+        expect(await answer).toEqual([i + 1])
+        expect(store.state).toBe('up')
+      }
+    } finally {
+      echo.kill()
+    }
+  })
+
   it('reports the state through ping', async () => {
     const { store, primary } = setup()
     primary.mode = 'fail'
@@ -158,5 +278,75 @@ describe('FailoverStore', () => {
     expect(() => new FailoverStore({ primary, fallback: primary, maxBackoffMs: 1 })).toThrow(
       /maxBackoffMs/,
     )
+  })
+})
+
+describe('a limiter on a FailoverStore', () => {
+  /** Admitted decisions of `count` requests from `id`, one at a time. */
+  async function admitted(
+    limiter: ReturnType<typeof createLimiter>,
+    id: string,
+    count: number,
+  ): Promise<number> {
+    let n = 0
+    for (let i = 0; i < count; i++) {
+      if ((await limiter.consume(id)).allowed) {
+        n++
+      }
+    }
+    return n
+  }
+
+  it('never reuses counts cached before an outage, or during it, once the primary is back', async () => {
+    const { store, primary, fallback, advance, changes } = setup()
+    let t = 1_700_000_000_000
+    const limiter = createLimiter({
+      store,
+      limit: 10,
+      windowSeconds: 60,
+      now: () => t,
+      graceMs: 1000,
+    })
+    const later = (ms: number): void => {
+      t += ms
+      advance(ms)
+    }
+    // Up: 7 requests counted on the shared store, settled and cached.
+    expect(await admitted(limiter, 'a', 6)).toBe(6)
+    later(5000)
+    expect(await admitted(limiter, 'a', 1)).toBe(1)
+    later(5000)
+    // Down: the local limiter decides alone, from its own (empty) counts.
+    primary.mode = 'fail'
+    expect(await admitted(limiter, 'a', 3)).toBe(3)
+    later(5000)
+    expect(await admitted(limiter, 'a', 1)).toBe(1)
+    expect(changes.map((c) => c.state)).toEqual(['down'])
+    // Back: the shared store's 7 count again, and nothing the outage cached.
+    primary.mode = 'ok'
+    later(500)
+    await limiter.consume('probe')
+    await flush()
+    expect(changes.map((c) => c.state)).toEqual(['down', 'up'])
+    later(5000)
+    expect(await admitted(limiter, 'a', 6)).toBe(3)
+    expect(fallback.calls).toBeGreaterThan(0)
+  })
+
+  it("reads a requester's window from the primary again after one call went to the fallback", async () => {
+    const { store, primary } = setup()
+    let t = 1_700_000_000_000
+    // Another process counted 8 requests of 'a' on the shared store two minutes ago.
+    const elsewhere = createLimiter({ store: primary, limit: 10, windowSeconds: 600, now: () => t })
+    expect(await admitted(elsewhere, 'a', 8)).toBe(8)
+    t += 120_000
+    const limiter = createLimiter({ store, limit: 10, windowSeconds: 600, now: () => t })
+    // This process's first decision for 'a' meets unusable data: the fallback decides it, from
+    // its own counts, which must not be cached as the requester's window.
+    primary.corrupt.add(limiter.prefix + 'a')
+    expect(await admitted(limiter, 'a', 1)).toBe(1)
+    t += 5000
+    expect(await admitted(limiter, 'a', 10)).toBe(2)
+    expect(store.state).toBe('up')
   })
 })

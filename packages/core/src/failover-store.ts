@@ -1,13 +1,16 @@
 // Failure handling around any store: a circuit breaker with a local fallback.
 //
-// While the primary store answers, every call goes to it. When a call fails (an error, or a
-// miss of the primary's deadline), the breaker opens: calls go to the fallback store (in
+// While the primary store answers, every call goes to it. When a call fails (anything thrown or
+// rejected, or a miss of the deadline), the breaker opens: calls go to the fallback store (in
 // `open` mode: decisions are made by a local limiter) or are refused with a
 // StoreUnavailableError (in `closed` mode). The primary is left alone for a back-off that
 // doubles after every failed probe up to a ceiling, then probed with `ping()`; once it answers,
 // calls go to it again. Each change of state is reported once, not per call.
+//
+// A StoreKeyError (the primary answers, but one key's data is unusable) is that key's problem:
+// that one call is decided as the failure mode says, and the breaker stays closed.
 
-import { ConfigError, StoreError } from './errors.js'
+import { ConfigError, StoreError, StoreKeyError, asStoreError } from './errors.js'
 import type { SlotIncrement, Store } from './store.js'
 
 /** The primary store is failing and the failure mode is `closed`. */
@@ -32,6 +35,9 @@ export interface StoreStateChange {
   /** Milliseconds until the next probe, when the state is `down`. */
   retryInMs?: number
 }
+
+/** Keys whose one-call detour to the fallback is remembered (for {@link FailoverStore.epochOf}). */
+const KEY_EPOCHS = 10_000
 
 /** Options of {@link FailoverStore}. */
 export interface FailoverStoreOptions {
@@ -82,7 +88,12 @@ export class FailoverStore implements Store {
   readonly #onStateChange: (change: StoreStateChange) => void
   readonly #now: () => number
   #state: StoreState = 'up'
+  /** Source of every epoch value, so that a newer one is always larger than all before it. */
+  #epochClock = 0
+  /** The epoch of the last switch between primary and fallback. */
   #epoch = 0
+  /** Keys answered once by the fallback (their data was unusable) since the last switch. */
+  readonly #keyEpochs = new Map<string, number>()
   #backoffMs: number
   #nextProbeAt = 0
   #probing = false
@@ -136,11 +147,15 @@ export class FailoverStore implements Store {
   }
 
   /**
-   * Changes at every change of state: the counters answered from are another store's, so
+   * Changes at every change of state, and for one key when a call for it was answered by the
+   * fallback because its data was unusable: the counters answered from are another store's, so
    * limiters drop what they cached from the previous one.
    */
-  get epoch(): number {
-    return this.#epoch
+  epochOf(key: string): number {
+    if (this.#keyEpochs.size === 0) {
+      return this.#epoch
+    }
+    return Math.max(this.#epoch, this.#keyEpochs.get(key) ?? 0)
   }
 
   update(
@@ -153,12 +168,13 @@ export class FailoverStore implements Store {
       this.#maybeProbe()
       return this.#instead(undefined, key, increments, reads, ttlSeconds)
     }
-    return this.#withDeadline(this.primary.update(key, increments, reads, ttlSeconds)).catch(
-      (error: unknown) => {
-        this.#markDown(error)
-        return this.#instead(error, key, increments, reads, ttlSeconds)
-      },
-    )
+    let answer: Promise<number[]>
+    try {
+      answer = this.#withDeadline(this.primary.update(key, increments, reads, ttlSeconds))
+    } catch (error) {
+      return this.#failed(error, key, increments, reads, ttlSeconds)
+    }
+    return answer.catch((error: unknown) => this.#failed(error, key, increments, reads, ttlSeconds))
   }
 
   /** Pings the primary, updating the state; rejects when it does not answer. */
@@ -166,18 +182,44 @@ export class FailoverStore implements Store {
     try {
       await this.#withDeadline(this.primary.ping())
     } catch (error) {
-      this.#markDown(error)
-      throw error
+      const failure = asStoreError(this.name, error)
+      this.#markDown(failure)
+      throw failure
     }
     this.#markUp()
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.primary.close(), this.fallback.close()])
+    await Promise.allSettled([this.primary, this.fallback].map(async (store) => store.close()))
+  }
+
+  /** A primary call failed: the key's own problem, or the primary's (the breaker opens). */
+  #failed(
+    error: unknown,
+    key: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    ttlSeconds: number,
+  ): Promise<number[]> {
+    const failure = asStoreError(this.name, error)
+    if (failure instanceof StoreKeyError) {
+      // Whatever limiters cached for this key came with a call that is now answered elsewhere.
+      if (this.#keyEpochs.size >= KEY_EPOCHS) {
+        for (const oldest of this.#keyEpochs.keys()) {
+          this.#keyEpochs.delete(oldest)
+          break
+        }
+      }
+      this.#keyEpochs.delete(key)
+      this.#keyEpochs.set(key, ++this.#epochClock)
+    } else {
+      this.#markDown(failure)
+    }
+    return this.#instead(failure, key, increments, reads, ttlSeconds)
   }
 
   #instead(
-    error: unknown,
+    error: StoreError | undefined,
     key: string,
     increments: readonly SlotIncrement[],
     reads: readonly number[],
@@ -188,26 +230,47 @@ export class FailoverStore implements Store {
         new StoreUnavailableError(this.name, error === undefined ? undefined : { cause: error }),
       )
     }
-    return this.fallback.update(key, increments, reads, ttlSeconds)
+    try {
+      return this.fallback
+        .update(key, increments, reads, ttlSeconds)
+        .catch((fallbackError: unknown) => {
+          throw asStoreError(this.fallback.name, fallbackError)
+        })
+    } catch (fallbackError) {
+      return Promise.reject(asStoreError(this.fallback.name, fallbackError))
+    }
   }
 
+  /**
+   * The primary's answer, or a StoreError after `deadlineMs`. A deadline that fires first gives
+   * the replies that already arrived one more turn of the event loop (timers run before socket
+   * reads), so that a process busy with its own work does not mistake that for an outage.
+   */
   #withDeadline<T>(promise: Promise<T>): Promise<T> {
     const ms = this.#deadlineMs
     if (ms === undefined) {
       return promise
     }
     return new Promise<T>((resolve, reject) => {
+      let settled = false
       const timer = setTimeout(() => {
-        reject(new StoreError(this.name, `no answer within the ${ms} ms deadline`))
+        setImmediate(() => {
+          if (!settled) {
+            settled = true
+            reject(new StoreError(this.name, `no answer within the ${ms} ms deadline`))
+          }
+        })
       }, ms)
       promise.then(
         (value) => {
+          settled = true
           clearTimeout(timer)
           resolve(value)
         },
         (error: unknown) => {
+          settled = true
           clearTimeout(timer)
-          reject(error instanceof Error ? error : new StoreError(this.name, String(error)))
+          reject(asStoreError(this.name, error))
         },
       )
     })
@@ -218,7 +281,7 @@ export class FailoverStore implements Store {
       return
     }
     this.#state = 'down'
-    this.#epoch++
+    this.#switched()
     this.#backoffMs = this.#minBackoffMs
     this.#nextProbeAt = this.#now() + this.#backoffMs
     this.#onStateChange({ state: 'down', error, retryInMs: this.#backoffMs })
@@ -229,9 +292,15 @@ export class FailoverStore implements Store {
       return
     }
     this.#state = 'up'
-    this.#epoch++
+    this.#switched()
     this.#backoffMs = this.#minBackoffMs
     this.#onStateChange({ state: 'up' })
+  }
+
+  /** A new epoch for every key: the store answered from has changed. */
+  #switched(): void {
+    this.#epoch = ++this.#epochClock
+    this.#keyEpochs.clear()
   }
 
   #maybeProbe(): void {
@@ -239,7 +308,13 @@ export class FailoverStore implements Store {
       return
     }
     this.#probing = true
-    this.#withDeadline(this.primary.ping()).then(
+    let probe: Promise<void>
+    try {
+      probe = this.#withDeadline(this.primary.ping())
+    } catch (error) {
+      probe = Promise.reject(asStoreError(this.name, error))
+    }
+    probe.then(
       () => {
         this.#probing = false
         this.#markUp()

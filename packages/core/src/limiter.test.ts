@@ -1,8 +1,9 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { ConfigError } from './errors.js'
+import { ConfigError, StoreError } from './errors.js'
 import { createLimiter } from './limiter.js'
 import type { Decision } from './limiter.js'
+import type { Store } from './store.js'
 import {
   CountingStore,
   MapStore,
@@ -256,11 +257,58 @@ describe('SlidingWindowLimiter store traffic (1 h window, 1 s buckets)', () => {
     expect(store.calls.length).toBe(calls)
   })
 
+  it('turns whatever a store throws or rejects with into a StoreError, never a crash', async () => {
+    const failures: [string, () => never][] = [
+      [
+        'a RangeError thrown at once',
+        () => {
+          throw new RangeError('The value of "value" is out of range.')
+        },
+      ],
+      [
+        'a TypeError from a store bug',
+        () => {
+          throw new TypeError("Cannot read properties of undefined (reading 'write')")
+        },
+      ],
+    ]
+    for (const [what, fail] of failures) {
+      const throwing: Store = {
+        name: 'broken',
+        update: fail,
+        ping: () => Promise.resolve(),
+        close: () => Promise.resolve(),
+      }
+      const rejecting: Store = { ...throwing, update: () => Promise.reject(new Error(what)) }
+      const rejectingText: Store = {
+        ...throwing,
+        update: () => Promise.reject('plain text'),
+      }
+      const syncThrowing: Store = {
+        ...throwing,
+        update: () => Promise.resolve([]),
+        updateSync: fail,
+      }
+      for (const store of [throwing, rejecting, rejectingText]) {
+        const limiter = createLimiter({ store })
+        let answer: unknown
+        expect(() => (answer = limiter.decide('a'))).not.toThrow()
+        const error: unknown = await (answer as Promise<unknown>).catch((e: unknown) => e)
+        expect(error, what).toBeInstanceOf(StoreError)
+        expect((error as StoreError).store).toBe('broken')
+      }
+      const limiter = createLimiter({ store: syncThrowing })
+      expect(() => limiter.decide('a')).toThrow(StoreError)
+      const error = await limiter.consume('a').catch((e: unknown) => e)
+      expect((error as StoreError).cause).toBeInstanceOf(Error)
+    }
+  })
+
   it("drops cached values when the store's epoch changes (a failover)", async () => {
     let t = T0
     const inner = new MapStore(() => t)
     const store = Object.assign(new CountingStore(inner), { epochValue: 1 })
-    Object.defineProperty(store, 'epoch', { get: () => store.epochValue })
+    store.epochOf = () => store.epochValue
     const limiter = createLimiter({ store, now: () => t, limit: 1000 })
     await limiter.consume('a')
     t += 300_000

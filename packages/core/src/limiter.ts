@@ -22,7 +22,7 @@
 // from memory with no store traffic: counts only fall while nothing is admitted.
 
 import { hash } from 'node:crypto'
-import { ConfigError } from './errors.js'
+import { ConfigError, asStoreError } from './errors.js'
 import type { SlotIncrement, Store } from './store.js'
 
 /** Options of {@link createLimiter}. */
@@ -106,7 +106,6 @@ function hashId(id: string): string {
   return `sha256:${hash('sha256', id, 'base64url')}`
 }
 const NO_READS: readonly number[] = []
-const NO_VALUES: number[] = []
 
 interface MutableIncrement {
   slot: number
@@ -129,7 +128,7 @@ export function coarseSlot(group: number): number {
 interface Entry {
   /** The requester's key in the store (prefix + id), built once. */
   readonly key: string
-  /** The store's epoch the cached values were read in. */
+  /** The store's epoch for this key when the cached values were read. */
   epoch: number | undefined
   /**
    * Settled units in the window, as [from, to, count] triples sorted by bucket; count > 0.
@@ -279,16 +278,53 @@ export class SlidingWindowLimiter {
     if (!('reads' in plan)) {
       return plan
     }
-    const store = this.store
-    if (store.updateSync !== undefined) {
-      return this.#settle(
-        plan,
-        store.updateSync(plan.key, plan.increments, plan.reads, this.ttlSeconds),
-      )
+    if (this.store.updateSync !== undefined) {
+      return this.#settle(plan, this.#updateSync(plan.key, plan.increments, plan.reads))
     }
-    return store
-      .update(plan.key, plan.increments, plan.reads, this.ttlSeconds)
-      .then((values) => this.#settle(plan, values))
+    return this.#update(plan.key, plan.increments, plan.reads, (values) =>
+      this.#settle(plan, values),
+    )
+  }
+
+  /**
+   * The store's `updateSync`; anything it throws comes out as a StoreError, so that a store's
+   * own bug or a client library's RangeError is a store failure, never a crash of the caller.
+   */
+  #updateSync(
+    key: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+  ): number[] {
+    try {
+      return (this.store.updateSync as NonNullable<Store['updateSync']>)(
+        key,
+        increments,
+        reads,
+        this.ttlSeconds,
+      )
+    } catch (error) {
+      throw asStoreError(this.store.name, error)
+    }
+  }
+
+  /**
+   * The store's `update`, then `next` with its values; anything the store throws or rejects
+   * with comes out as a rejected StoreError.
+   */
+  #update<T>(
+    key: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    next: (values: number[]) => T | Promise<T>,
+  ): Promise<T> {
+    const store = this.store
+    try {
+      return store
+        .update(key, increments, reads, this.ttlSeconds)
+        .then(next, (error: unknown) => Promise.reject(asStoreError(store.name, error)))
+    } catch (error) {
+      return Promise.reject(asStoreError(store.name, error))
+    }
   }
 
   /**
@@ -309,7 +345,7 @@ export class SlidingWindowLimiter {
     if (this.groupSize > 0) {
       rollback.push({ slot: coarseSlot(Math.floor(b / this.groupSize)), amount: -1 })
     }
-    await this.store.update(this.prefix + decision.id, rollback, [], this.ttlSeconds)
+    await this.#update(this.prefix + decision.id, rollback, NO_READS, () => undefined)
   }
 
   /** Finds the cached entry (or makes one) and lists what the store must do. */
@@ -408,8 +444,7 @@ export class SlidingWindowLimiter {
     if (this.groupSize !== 0) {
       ;(increments[1] as MutableIncrement).slot = coarseSlot(current)
     }
-    const values =
-      this.store.updateSync?.(entry.key, increments, NO_READS, this.ttlSeconds) ?? NO_VALUES
+    const values = this.#updateSync(entry.key, increments, NO_READS)
     const sum = entry.sum + (values[increments.length - 1] ?? 0)
     if (sum > this.limit) {
       const plan: Plan = {
@@ -483,8 +518,8 @@ export class SlidingWindowLimiter {
   /** The cached entry of `id`, brought up to time t, or a new one. */
   #entry(id: string, t: number, lo: number, settledTo: number): Entry {
     const cache = this.#cache
-    const epoch = this.store.epoch
     let entry = cache.get(id)
+    const epoch = this.store.epochOf?.(entry?.key ?? this.prefix + id)
     if (entry !== undefined) {
       if (
         entry.epoch !== epoch ||
@@ -582,7 +617,7 @@ export class SlidingWindowLimiter {
       entry !== undefined &&
       (expand > 0 || plan.settle > 0) &&
       entry.version === plan.version &&
-      entry.epoch === this.store.epoch
+      entry.epoch === this.store.epochOf?.(entry.key)
     ) {
       this.#cacheReads(entry, plan, values)
     }
@@ -720,11 +755,10 @@ export class SlidingWindowLimiter {
       }
       return this.#denied(plan.id, Math.max(1, Math.ceil((deniedUntil - t) / 1000)))
     }
-    const store = this.store
-    if (store.updateSync !== undefined) {
-      return finish(store.updateSync(plan.key, rollback, detailReads, this.ttlSeconds))
+    if (this.store.updateSync !== undefined) {
+      return finish(this.#updateSync(plan.key, rollback, detailReads))
     }
-    return store.update(plan.key, rollback, detailReads, this.ttlSeconds).then(finish)
+    return this.#update(plan.key, rollback, detailReads, finish)
   }
 
   /** Whole seconds (at least 1) from `t` until bucket `bucket` has left the window. */

@@ -136,8 +136,8 @@ export class CountingStore implements Store {
     this.name = inner.name
   }
 
-  get epoch(): number | undefined {
-    return this.inner.epoch
+  epochOf(key: string): number {
+    return this.inner.epochOf?.(key) ?? 0
   }
 
   /** Operations (increments + reads) since `since` calls, and the calls themselves. */

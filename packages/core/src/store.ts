@@ -27,7 +27,9 @@ export interface Store {
    * - A missing counter reads as 0.
    *
    * Resolves with the new value of each incremented counter, in order, followed by the value of
-   * each read counter, in order. Rejects with a `StoreError` when the store cannot answer.
+   * each read counter, in order. Rejects with a `StoreError` when the store cannot answer, or a
+   * `StoreKeyError` when it answers but the data of `key` is unusable (the store removes it).
+   * Callers treat anything else a store throws or rejects with as a `StoreError` too.
    */
   update(
     key: string,
@@ -48,11 +50,12 @@ export interface Store {
   ): number[]
 
   /**
-   * Optional: a number that changes whenever the counters the store answers from change as a
-   * whole (a failover to another store and back). Limiters drop the counter values they cached
-   * when it changes.
+   * Optional: a number that changes whenever the counters the store answers from for `key`
+   * change as a whole: a failover to another store and back, or one call for the key answered
+   * elsewhere because its data was unusable. Limiters drop the counter values they cached for
+   * the key when it changes. A store without it always answers from the same counters.
    */
-  readonly epoch?: number
+  epochOf?(key: string): number
 
   /** Checks that the store answers; rejects with a `StoreError` when it does not. */
   ping(): Promise<void>
