@@ -282,6 +282,8 @@ describe('SlidingWindowLimiter store traffic (1 h window, 1 s buckets)', () => {
       const rejecting: Store = { ...throwing, update: () => Promise.reject(new Error(what)) }
       const rejectingText: Store = {
         ...throwing,
+        // A store written in JavaScript can reject with anything.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
         update: () => Promise.reject('plain text'),
       }
       const syncThrowing: Store = {
