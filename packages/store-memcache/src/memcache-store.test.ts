@@ -1,4 +1,4 @@
-import { ConfigError, StoreError, createLimiter } from '@slidelimit/core'
+import { ConfigError, StoreError, StoreKeyError, createLimiter } from '@slidelimit/core'
 import { describeStoreConformance } from '@slidelimit/core/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MemcacheStore, parseCounter } from './memcache-store.js'
@@ -56,14 +56,12 @@ describe.skipIf(!available)('MemcacheStore against a real memcached', () => {
     await store.close()
   })
 
-  it('reports a corrupt counter as a StoreError and keeps working', async () => {
+  it('reports a corrupt counter as a StoreKeyError, deletes it and keeps working', async () => {
     const store = new MemcacheStore({ servers: memcached.address, deadlineMs: 2000 })
     const base = store.keyBase('corrupt')
     await memcached.command(`set ${base}1 0 60 5\r\nhello`)
-    await expect(store.update('corrupt', [], [1], 60)).rejects.toThrow(/is not a number/)
-    await expect(store.update('corrupt', [{ slot: 1, amount: 1 }], [], 60)).rejects.toBeInstanceOf(
-      StoreError,
-    )
+    await expect(store.update('corrupt', [], [1], 60)).rejects.toBeInstanceOf(StoreKeyError)
+    expect(await store.update('corrupt', [{ slot: 1, amount: 1 }], [], 60)).toEqual([1])
     expect(await store.update('corrupt', [{ slot: 2, amount: 1 }], [], 60)).toEqual([1])
     await store.close()
   })

@@ -1,122 +1,93 @@
-// memcached counters implementing the slidelimit Store contract, over memjs.
+// memcached counters implementing the slidelimit Store contract.
 //
 // - Keys are a prefix, a hash of the requester key and the slot, so any requester id becomes a
 //   legal memcached key and raw client strings never reach memcached.
-// - All counters of one requester live on one server (the hash picks it), so the increments and
-//   reads of one update, pipelined on one socket, are applied in order.
-// - Increments create missing counters atomically with their TTL (`initial: amount`) and are
-//   never retried: a retried increment could count twice.
-// - Every call has this store's own deadline; memjs's timeout is not relied upon.
+// - All counters of one requester live on one server, so the increments and reads of one
+//   update, pipelined on one socket, are applied in order.
+// - An update is one batch: the increments (creating missing counters with their time to live),
+//   a quiet get per read, and a no-op whose answer ends the batch.
+// - An increment that loses the race to create its counter (NOT_STORED) counted nothing; it is
+//   sent again, a bounded number of times. An increment that was answered is never repeated.
+// - A counter holding something that is not a number is deleted, and the call fails with a
+//   StoreKeyError: its requester's problem, not the server's.
+// - Every request has this store's own deadline and its own 32-bit id (connection.ts).
 
 import { hash } from 'node:crypto'
-import { ConfigError, StoreError } from '@slidelimit/core'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { ConfigError, StoreError, StoreKeyError } from '@slidelimit/core'
 import type { SlotIncrement, Store } from '@slidelimit/core'
-import memjs from 'memjs'
+import { Connection } from './connection.js'
+import type { Request } from './connection.js'
 import { formatServer, parseConnectionString } from './connection-string.js'
+import type { MemjsReply } from './memjs-adapter.js'
+import {
+  NO_CREATE,
+  Opcode,
+  Status,
+  counterOutcome,
+  expiryField,
+  parseCounterText,
+  requestBytes,
+  writeRequest,
+} from './protocol.js'
+
+/** Something an operator may want to know about; the store never logs by itself. */
+export type MemcacheEvent =
+  /** The server answers: for the first time, or again (`restored`) after it was down. */
+  | { type: 'up'; server: string; restored: boolean }
+  /** The connection to the server was lost, or it missed a deadline. */
+  | { type: 'down'; server: string; error: string }
+  /** A counter held something that is not a number; it was deleted. */
+  | { type: 'corrupt-counter'; server: string; counter: string; key: string }
+  /** An increment lost the race to create its counter and was sent again (normal under load). */
+  | { type: 'create-race'; server: string; counter: string }
 
 /** Options of {@link MemcacheStore}. */
 export interface MemcacheStoreOptions {
   /** The servers, `host:port[,host:port...]` (IPv6 hosts in brackets). Defaults to `127.0.0.1:11211`. */
   servers?: string
   /**
-   * Milliseconds a call may take before it fails with a StoreError; the operations may still
-   * land in memcached later. Defaults to `50`.
+   * Milliseconds memcached has to answer a request before it fails with a StoreError (and the
+   * socket is dropped); the operations may still land in memcached. Defaults to `50`.
    */
   deadlineMs?: number
   /** Prepended to every memcached key; printable ASCII, no spaces. Defaults to `"sl:"`. */
   prefix?: string
-  /** Receives memjs's own log lines (connection errors). Defaults to dropping them. */
-  log?: (message: string) => void
+  /** Receives connection changes, corrupt counters and create races. Defaults to ignoring them. */
+  onEvent?: (event: MemcacheEvent) => void
+  /** TCP keep-alive on the sockets. Defaults to `true`. */
+  keepAlive?: boolean
+  /**
+   * The clock, in milliseconds since the epoch: counters living longer than 30 days are sent
+   * with an absolute expiry. Defaults to `Date.now`.
+   */
+  now?: () => number
+  /**
+   * The id of the first request; ids count up from it and wrap at 2^32. For tests of long
+   * uptimes. Defaults to `1`.
+   */
+  firstRequestId?: number
 }
 
-// Binary protocol opcodes and statuses used here.
-const OP_INCREMENT = 0x05
-const OP_DECREMENT = 0x06
-const OP_NOOP = 0x0a
-const OP_GETKQ = 0x0d
-const STATUS_NON_NUMERIC = 0x06
-
-/** Size of a binary-protocol request header. */
-const HEADER_BYTES = 24
-/** Extras of an increment or decrement: amount, initial value, expiry. */
-const COUNTER_EXTRAS_BYTES = 20
 /** Requester keys whose hashed memcached key base is remembered. */
 const KEY_BASE_CACHE = 50_000
+/** Attempts of an increment that keeps losing the race to create its counter. */
+const CREATE_ATTEMPTS = 3
+/** Milliseconds between event-loop delay samples (for deadline messages). */
+const LOOP_DELAY_RESOLUTION_MS = 10
 
-/**
- * Writes one binary-protocol request at `offset` (no value; for counters, the amount, initial
- * value and expiry as extras); returns the offset after it.
- */
-function writeRequest(
-  buf: Buffer,
-  offset: number,
-  opcode: number,
-  key: string,
-  opaque: number,
-  counter?: { amount: number; initial: number; expires: number },
-): number {
-  const extras = counter === undefined ? 0 : COUNTER_EXTRAS_BYTES
-  const keyBytes = key.length // keys are ASCII
-  buf[offset] = 0x80
-  buf[offset + 1] = opcode
-  buf.writeUInt16BE(keyBytes, offset + 2)
-  buf[offset + 4] = extras
-  buf[offset + 5] = 0
-  buf.writeUInt16BE(0, offset + 6)
-  buf.writeUInt32BE(extras + keyBytes, offset + 8)
-  buf.writeUInt32BE(opaque, offset + 12)
-  buf.writeUInt32BE(0, offset + 16)
-  buf.writeUInt32BE(0, offset + 20)
-  let at = offset + HEADER_BYTES
-  if (counter !== undefined) {
-    buf.writeUInt32BE(Math.floor(counter.amount / 2 ** 32), at)
-    buf.writeUInt32BE(counter.amount % 2 ** 32, at + 4)
-    buf.writeUInt32BE(Math.floor(counter.initial / 2 ** 32), at + 8)
-    buf.writeUInt32BE(counter.initial % 2 ** 32, at + 12)
-    buf.writeUInt32BE(counter.expires, at + 16)
-    at += COUNTER_EXTRAS_BYTES
-  }
-  buf.write(key, at, 'latin1')
-  return at + keyBytes
-}
-
-/** A parsed memcached answer, as memjs hands it to a response callback. */
-interface MemjsResponse {
-  header: { opcode: number; status: number; opaque: number }
-  key: Buffer
-  val: Buffer
-}
-
-/** The parts of memjs.Client used here that its type declarations leave out. */
-interface MemjsInternals {
-  seq: number
-  incrSeq: () => void
-}
-
-/** The parts of memjs.Server used here that its type declarations leave out. */
-interface MemjsServerInternals {
-  /** memjs's deadlines, one per request awaiting its last answer. */
-  requestTimeouts: number[]
-  options: { timeout: number }
-}
-
-/** Parses a counter as memcached stores it: ASCII digits, space-padded after a decrement. */
-export function parseCounter(value: Buffer | null): number | undefined {
-  if (value === null) {
-    return 0
-  }
-  const text = value.toString('latin1').trim()
-  return /^\d{1,15}$/.test(text) ? Number(text) : undefined
-}
-
-/** memjs's server choice: the same 31-bit string hash, on the requester part of a key. */
-function serverIndex(key: string, count: number): number {
-  const end = key.lastIndexOf(':')
+/** memcached's server choice for a requester: a 31-bit string hash of the key base. */
+function serverIndex(base: string, count: number): number {
   let h = 0
-  for (let i = 0; i < end; i++) {
-    h = (31 * h + key.charCodeAt(i)) | 0
+  for (let i = 0; i < base.length; i++) {
+    h = (31 * h + base.charCodeAt(i)) | 0
   }
   return Math.abs(h) % count
+}
+
+/** Parses a counter as memcached stores it: 0 when missing; undefined when not a number. */
+export function parseCounter(value: Buffer | null): number | undefined {
+  return value === null ? 0 : parseCounterText(value)
 }
 
 /**
@@ -136,18 +107,24 @@ export class MemcacheStore implements Store {
   readonly deadlineMs: number
   readonly prefix: string
   readonly servers: readonly string[]
-  readonly #client: memjs.Client
+  readonly #connections: Connection[]
   readonly #keyBases = new Map<string, string>()
-  /** Requests waiting for the end of this turn of the event loop, per server. */
-  readonly #queued = new Map<memjs.Server, { parts: Buffer[]; requests: number }>()
-  #flushScheduled = false
+  readonly #onEvent: (event: MemcacheEvent) => void
+  readonly #now: () => number
+  readonly #loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS })
+  /** What a batch needs of the store. */
+  readonly #context: BatchContext
+  #lastId: number
   #closed = false
 
   constructor({
     servers = '127.0.0.1:11211',
     deadlineMs = 50,
     prefix = 'sl:',
-    log = () => undefined,
+    onEvent = () => undefined,
+    keepAlive = true,
+    now = Date.now,
+    firstRequestId = 1,
   }: MemcacheStoreOptions = {}) {
     const addresses = parseConnectionString(servers, 'servers')
     if (!Number.isFinite(deadlineMs) || deadlineMs <= 0 || deadlineMs > 60_000) {
@@ -156,35 +133,45 @@ export class MemcacheStore implements Store {
     if (typeof prefix !== 'string' || !/^[\x21-\x7e]{0,100}$/.test(prefix)) {
       throw new ConfigError('prefix', prefix, 'at most 100 printable ASCII characters, no spaces')
     }
-    if (typeof log !== 'function') {
-      throw new ConfigError('log', log, 'a function of a message')
+    if (typeof onEvent !== 'function') {
+      throw new ConfigError('onEvent', onEvent, 'a function of an event')
+    }
+    if (typeof now !== 'function') {
+      throw new ConfigError('now', now, 'a function returning milliseconds')
+    }
+    if (!Number.isInteger(firstRequestId) || firstRequestId < 0 || firstRequestId >= 2 ** 32) {
+      throw new ConfigError('firstRequestId', firstRequestId, 'a whole number from 0 to 2^32 - 1')
     }
     this.deadlineMs = deadlineMs
     this.prefix = prefix
+    this.#onEvent = onEvent
+    this.#now = now
+    this.#lastId = (firstRequestId - 1) >>> 0
+    this.#context = {
+      name: this.name,
+      nextId: () => this.#nextId(),
+      emit: (event) => {
+        this.#emit(event)
+      },
+    }
     this.servers = addresses.map(formatServer)
-    // memjs's timeouts only clean up dead sockets; the deadline above is what callers see.
-    const timeout = Math.max(1, (deadlineMs * 4) / 1000)
-    const serverObjects = addresses.map(
-      ({ host, port }) =>
-        new memjs.Server(host, port, undefined, undefined, {
-          timeout,
-          conntimeout: timeout,
-          keepAlive: true,
+    this.#loopDelay.enable()
+    this.#connections = addresses.map(
+      ({ host, port }, i) =>
+        new Connection(host, port, this.servers[i] as string, {
+          deadlineMs,
+          keepAlive,
+          store: this.name,
+          loopDelayMs: () => this.#takeLoopDelay(),
+          onState: ({ server, state, error, restored }) => {
+            this.#emit(
+              state === 'up'
+                ? { type: 'up', server, restored: restored === true }
+                : { type: 'down', server, error: error ?? 'connection lost' },
+            )
+          },
         }),
     )
-    this.#client = new memjs.Client(serverObjects, {
-      retries: 1, // memjs retries when retries > 1: an increment must never be sent twice
-      failover: false,
-      logger: {
-        log: (...args: unknown[]) => {
-          log(args.map(String).join(' '))
-        },
-      },
-    })
-    const count = serverObjects.length
-    // memjs types getServer as returning a string; it returns the server's index.
-    ;(this.#client as unknown as { getServer: (key: string) => number }).getServer = (key) =>
-      serverIndex(key, count)
   }
 
   /** The memcached key prefix for a requester: prefix, then a hash of the key. */
@@ -203,38 +190,13 @@ export class MemcacheStore implements Store {
     return base
   }
 
-  /**
-   * Queues a batch for `server`. Every batch queued in one turn of the event loop (all the
-   * requests Node parsed in it) leaves in one socket write.
-   */
-  #send(server: memjs.Server, batch: Buffer): void {
-    const queued = this.#queued.get(server)
-    if (queued === undefined) {
-      this.#queued.set(server, { parts: [batch], requests: 1 })
-    } else {
-      queued.parts.push(batch)
-      queued.requests++
+  /** Each server's state: `up` once it answered, `down` after it was lost, else `unknown`. */
+  serverStates(): Record<string, 'unknown' | 'up' | 'down'> {
+    const states: Record<string, 'unknown' | 'up' | 'down'> = {}
+    for (const connection of this.#connections) {
+      states[connection.server] = connection.state
     }
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true
-      setImmediate(() => {
-        this.#flush()
-      })
-    }
-  }
-
-  #flush(): void {
-    this.#flushScheduled = false
-    for (const [server, { parts, requests }] of this.#queued) {
-      server.write(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts))
-      // memjs counts one deadline per write, and drops one per batch answered.
-      const internals = server as unknown as MemjsServerInternals
-      const deadline = Date.now() + Math.round(internals.options.timeout * 1000)
-      for (let i = 1; i < requests; i++) {
-        internals.requestTimeouts.push(deadline)
-      }
-    }
-    this.#queued.clear()
+    return states
   }
 
   update(
@@ -247,161 +209,356 @@ export class MemcacheStore implements Store {
       return Promise.reject(new StoreError(this.name, 'the store is closed'))
     }
     const total = increments.length + reads.length
-    const out = new Array<number>(total).fill(0)
+    const values = new Array<number>(total).fill(0)
     if (total === 0) {
-      return Promise.resolve(out)
+      return Promise.resolve(values)
     }
     const base = this.keyBase(key)
-    // memjs answers null, not undefined, when no server is up.
-    const server = this.#client.server(base) as memjs.Server | null | undefined
-    if (server === null || server === undefined) {
-      return Promise.reject(new StoreError(this.name, 'no server available'))
-    }
-    // One write, one round trip: the increments, a quiet get per read (memcached answers only
-    // the hits, with their keys), then a no-op whose answer ends the batch. memcached answers
-    // requests on one connection in order, so the reads see the increments.
-    const client = this.#client as unknown as MemjsInternals
-    client.incrSeq()
-    const seq = client.seq
-    const expires = Math.max(1, Math.ceil(ttlSeconds))
-    const keys: string[] = []
-    let bytes = HEADER_BYTES // the closing no-op
-    for (const { slot } of increments) {
-      const counterKey = base + String(slot)
-      keys.push(counterKey)
-      bytes += HEADER_BYTES + COUNTER_EXTRAS_BYTES + counterKey.length
-    }
-    const readIndex = new Map<string, number>()
-    for (let i = 0; i < reads.length; i++) {
-      const readKey = base + String(reads[i])
-      readIndex.set(readKey, increments.length + i)
-      keys.push(readKey)
-      bytes += HEADER_BYTES + readKey.length
-    }
-    const batch = Buffer.allocUnsafe(bytes)
-    let at = 0
-    for (let i = 0; i < increments.length; i++) {
-      const amount = (increments[i] as SlotIncrement).amount
-      at = writeRequest(
-        batch,
-        at,
-        amount >= 0 ? OP_INCREMENT : OP_DECREMENT,
-        keys[i] as string,
-        seq,
+    const connection = this.#connectionFor(base)
+    const expiry = expiryField(ttlSeconds, this.#now())
+    return new Promise<number[]>((resolve, reject) => {
+      const batch = new CounterBatch(
+        this.#context,
+        connection,
+        key,
+        base,
+        increments,
+        reads,
+        expiry,
         {
-          amount: Math.abs(amount),
-          initial: Math.max(amount, 0),
-          expires,
+          values,
+          resolve,
+          reject,
         },
       )
-    }
-    for (let i = increments.length; i < keys.length; i++) {
-      at = writeRequest(batch, at, OP_GETKQ, keys[i] as string, seq)
-    }
-    writeRequest(batch, at, OP_NOOP, '', seq)
-
-    return new Promise<number[]>((resolve, reject) => {
-      let settled = false
-      let answered = 0
-      const fail = (error: StoreError): void => {
-        if (!settled) {
-          settled = true
-          clearTimeout(timer)
-          reject(error)
-        }
-      }
-      const timer = setTimeout(() => {
-        fail(new StoreError(this.name, `no answer within the ${this.deadlineMs} ms deadline`))
-      }, this.deadlineMs)
-
-      const onResponse = (response: MemjsResponse): void => {
-        if (settled) {
-          return
-        }
-        const { opcode, status } = response.header
-        if (opcode === OP_NOOP) {
-          if (answered < increments.length) {
-            fail(new StoreError(this.name, 'memcached answered fewer increments than were sent'))
-            return
-          }
-          settled = true
-          clearTimeout(timer)
-          resolve(out)
-        } else if (opcode === OP_INCREMENT || opcode === OP_DECREMENT) {
-          if (status !== 0 || response.val.length !== 8) {
-            const reason =
-              status === STATUS_NON_NUMERIC
-                ? 'holds a non-numeric value'
-                : `failed (status ${status})`
-            fail(
-              new StoreError(
-                this.name,
-                `counter ${base}${String(increments[answered]?.slot)} ${reason}`,
-              ),
-            )
-            return
-          }
-          out[answered++] = response.val.readUInt32BE(0) * 2 ** 32 + response.val.readUInt32BE(4)
-        } else if (opcode === OP_GETKQ && status === 0) {
-          const readKey = response.key.toString('latin1')
-          const at = readIndex.get(readKey)
-          const count = parseCounter(response.val)
-          if (at === undefined || count === undefined) {
-            fail(new StoreError(this.name, `counter ${readKey} is not a number`))
-            return
-          }
-          out[at] = count
-        } else {
-          fail(new StoreError(this.name, `unexpected answer (opcode ${opcode}, status ${status})`))
-        }
-      }
-      onResponse.quiet = true
-      server.onResponse(seq, onResponse)
-      server.onError(seq, (error: Error | string) => {
-        const message = typeof error === 'string' ? error : error.message
-        fail(new StoreError(this.name, message, { cause: error }))
-      })
-      this.#send(server, batch)
+      batch.send(increments.map((_, i) => i))
     })
   }
 
-  /** memcached's own `stats` of every server, by `host:port`. */
-  stats(): Promise<Record<string, Record<string, string>>> {
-    return new Promise((resolve, reject) => {
-      const result: Record<string, Record<string, string>> = {}
-      let waiting = this.servers.length
-      const timer = setTimeout(() => {
-        reject(new StoreError(this.name, `stats: no answer within ${this.deadlineMs * 4} ms`))
-      }, this.deadlineMs * 4)
-      this.#client.stats((err, server, stats) => {
-        if (err !== null) {
-          clearTimeout(timer)
-          reject(new StoreError(this.name, `stats failed: ${err.message}`, { cause: err }))
-          return
-        }
-        result[server] = stats ?? {}
-        if (--waiting === 0) {
-          clearTimeout(timer)
-          resolve(result)
-        }
-      })
-    })
-  }
-
-  /** Resolves when every server answers within four deadlines. */
+  /** Resolves when every server answers a no-op within the deadline. */
   async ping(): Promise<void> {
     if (this.#closed) {
       throw new StoreError(this.name, 'the store is closed')
     }
-    await this.stats()
+    await Promise.all(
+      this.#connections.map(
+        (connection) =>
+          new Promise<void>((resolve, reject) => {
+            const id = this.#nextId()
+            const bytes = Buffer.allocUnsafe(requestBytes(0, false))
+            writeRequest(bytes, 0, Opcode.noop, '', id)
+            connection.send(id, bytes, {
+              onReply: () => {
+                resolve()
+                return true
+              },
+              onFail: reject,
+            })
+          }),
+      ),
+    )
   }
 
+  /** memcached's own `stats` of every server, by `host:port`. */
+  async stats(): Promise<Record<string, Record<string, string>>> {
+    if (this.#closed) {
+      throw new StoreError(this.name, 'the store is closed')
+    }
+    const all = await Promise.all(
+      this.#connections.map(
+        (connection) =>
+          new Promise<Record<string, string>>((resolve, reject) => {
+            const stats: Record<string, string> = {}
+            const id = this.#nextId()
+            const bytes = Buffer.allocUnsafe(requestBytes(0, false))
+            writeRequest(bytes, 0, Opcode.stat, '', id)
+            connection.send(id, bytes, {
+              onReply: (reply) => {
+                if (reply.header.status !== Status.ok) {
+                  reject(new StoreError(this.name, `stats failed (status ${reply.header.status})`))
+                  return true
+                }
+                if (reply.key.length === 0) {
+                  resolve(stats)
+                  return true
+                }
+                stats[reply.key.toString('latin1')] = reply.val.toString('latin1')
+                return false
+              },
+              onFail: reject,
+            })
+          }),
+      ),
+    )
+    return Object.fromEntries(this.servers.map((server, i) => [server, all[i] ?? {}]))
+  }
+
+  /** Sends what is queued, then closes the connections once memcached has answered it. */
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true
-      this.#flush() // what was queued still leaves, before the sockets close
-      this.#client.close()
+      for (const connection of this.#connections) {
+        connection.close()
+      }
+      this.#loopDelay.disable()
     }
     return Promise.resolve()
+  }
+
+  /** The next request id: unsigned 32 bits, wrapping, never 0 (memjs's SASL requests use 0). */
+  #nextId(): number {
+    let id = (this.#lastId + 1) >>> 0
+    if (id === 0) {
+      id = 1
+    }
+    this.#lastId = id
+    return id
+  }
+
+  /** Reports an event; a throwing listener is not the store's problem. */
+  #emit(event: MemcacheEvent): void {
+    try {
+      this.#onEvent(event)
+    } catch {
+      // ignored: the listener's failure must not fail a decision
+    }
+  }
+
+  #connectionFor(base: string): Connection {
+    const connections = this.#connections
+    return connections.length === 1
+      ? (connections[0] as Connection)
+      : (connections[serverIndex(base, connections.length)] as Connection)
+  }
+
+  /** The longest event-loop delay since the last call, in milliseconds. */
+  #takeLoopDelay(): number {
+    const delay = this.#loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS
+    this.#loopDelay.reset()
+    return Math.max(0, delay)
+  }
+}
+
+/** What a batch needs of its store. */
+interface BatchContext {
+  readonly name: string
+  nextId: () => number
+  emit: (event: MemcacheEvent) => void
+}
+
+/** Where a batch's answer goes. */
+interface Outcome {
+  values: number[]
+  resolve: (values: number[]) => void
+  reject: (error: StoreError) => void
+}
+
+/**
+ * One update's requests and their replies: the increments, then a quiet get per read, then a
+ * no-op. Increments that lose a create race are sent again in a batch of their own.
+ */
+class CounterBatch implements Request {
+  readonly #store: BatchContext
+  readonly #connection: Connection
+  readonly #key: string
+  readonly #base: string
+  readonly #increments: readonly SlotIncrement[]
+  readonly #reads: readonly number[]
+  readonly #expiry: number
+  readonly #outcome: Outcome
+  #attempt = 0
+  /** Indexes (in #increments) of the increments sent in the current attempt, in order. */
+  #sent: number[] = []
+  #answered = 0
+  #again: number[] = []
+  #corrupt: string[] = []
+  #failure: StoreError | undefined
+  /** Read slots by memcached key, for the quiet gets' replies (which carry their key). */
+  #readIndex: Map<string, number> | undefined
+
+  constructor(
+    store: BatchContext,
+    connection: Connection,
+    key: string,
+    base: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    expiry: number,
+    outcome: Outcome,
+  ) {
+    this.#store = store
+    this.#connection = connection
+    this.#key = key
+    this.#base = base
+    this.#increments = increments
+    this.#reads = reads
+    this.#expiry = expiry
+    this.#outcome = outcome
+  }
+
+  /** Sends the increments at `indexes` (and, the first time, the reads) in one batch. */
+  send(indexes: number[]): void {
+    this.#attempt++
+    this.#sent = indexes
+    this.#answered = 0
+    this.#again = []
+    const base = this.#base
+    const withReads = this.#attempt === 1 && this.#reads.length > 0
+    const keys: string[] = []
+    let bytes = requestBytes(0, false) // the closing no-op
+    for (const i of indexes) {
+      const counter = base + String((this.#increments[i] as SlotIncrement).slot)
+      keys.push(counter)
+      bytes += requestBytes(counter.length, true)
+    }
+    if (withReads) {
+      this.#readIndex = new Map()
+      for (let i = 0; i < this.#reads.length; i++) {
+        const counter = base + String(this.#reads[i])
+        this.#readIndex.set(counter, this.#increments.length + i)
+        keys.push(counter)
+        bytes += requestBytes(counter.length, false)
+      }
+    }
+    const id = this.#store.nextId()
+    const batch = Buffer.allocUnsafe(bytes)
+    let at = 0
+    for (let n = 0; n < indexes.length; n++) {
+      const amount = (this.#increments[indexes[n] as number] as SlotIncrement).amount
+      // A decrement never creates its counter: a missing one has nothing to take back.
+      at = writeRequest(
+        batch,
+        at,
+        amount >= 0 ? Opcode.increment : Opcode.decrement,
+        keys[n] as string,
+        id,
+        {
+          amount: Math.abs(amount),
+          initial: Math.max(amount, 0),
+          expiry: amount >= 0 ? this.#expiry : NO_CREATE,
+        },
+      )
+    }
+    for (let n = indexes.length; n < keys.length; n++) {
+      at = writeRequest(batch, at, Opcode.getkq, keys[n] as string, id)
+    }
+    writeRequest(batch, at, Opcode.noop, '', id)
+    this.#connection.send(id, batch, this)
+  }
+
+  onReply(reply: MemjsReply): boolean {
+    const { opcode, status } = reply.header
+    if (opcode === Opcode.noop) {
+      this.#finish()
+      return true
+    }
+    if (opcode === Opcode.increment || opcode === Opcode.decrement) {
+      const index = this.#sent[this.#answered++]
+      if (index === undefined) {
+        this.#failure ??= this.#error('memcached answered more counter operations than were sent')
+        return false
+      }
+      const counter = this.#base + String((this.#increments[index] as SlotIncrement).slot)
+      const outcome = counterOutcome(status, reply.val)
+      switch (outcome.kind) {
+        case 'value':
+          this.#outcome.values[index] = outcome.value
+          break
+        case 'missing':
+          this.#outcome.values[index] = 0
+          break
+        case 'lost-create-race':
+          this.#again.push(index)
+          this.#store.emit({ type: 'create-race', server: this.#connection.server, counter })
+          break
+        case 'not-a-number':
+          this.#corrupt.push(counter)
+          break
+        case 'server-error':
+          this.#failure ??= this.#error(
+            `${this.#connection.server} failed on counter ${counter} (status ${outcome.status}: ${outcome.message})`,
+          )
+      }
+      return false
+    }
+    if (opcode === Opcode.getkq && status === Status.ok) {
+      const counter = reply.key.toString('latin1')
+      const at = this.#readIndex?.get(counter)
+      const value = parseCounterText(reply.val)
+      if (at === undefined) {
+        this.#failure ??= this.#error(`memcached answered a read of ${counter}, never asked`)
+      } else if (value === undefined) {
+        this.#corrupt.push(counter)
+      } else {
+        this.#outcome.values[at] = value
+      }
+      return false
+    }
+    this.#failure ??= this.#error(
+      `${this.#connection.server} answered opcode ${opcode} with status ${status}`,
+    )
+    return false
+  }
+
+  onFail(error: StoreError): void {
+    this.#outcome.reject(error)
+  }
+
+  #finish(): void {
+    if (this.#answered !== this.#sent.length && this.#failure === undefined) {
+      this.#failure = this.#error('memcached answered fewer counter operations than were sent')
+    }
+    if (this.#failure !== undefined) {
+      this.#outcome.reject(this.#failure)
+    } else if (this.#corrupt.length > 0) {
+      this.#deleteCorrupt()
+    } else if (this.#again.length > 0) {
+      if (this.#attempt < CREATE_ATTEMPTS) {
+        this.send(this.#again)
+      } else {
+        this.#outcome.reject(
+          new StoreKeyError(
+            this.#store.name,
+            this.#key,
+            `an increment of ${this.#base} lost the race to create its counter ${CREATE_ATTEMPTS} times`,
+          ),
+        )
+      }
+    } else {
+      this.#outcome.resolve(this.#outcome.values)
+    }
+  }
+
+  /** Deletes the corrupt counters (the next increment recreates them) and fails this call. */
+  #deleteCorrupt(): void {
+    const store = this.#store
+    const server = this.#connection.server
+    const id = store.nextId()
+    let bytes = requestBytes(0, false)
+    for (const counter of this.#corrupt) {
+      bytes += requestBytes(counter.length, false)
+    }
+    const batch = Buffer.allocUnsafe(bytes)
+    let at = 0
+    for (const counter of this.#corrupt) {
+      at = writeRequest(batch, at, Opcode.deleteq, counter, id)
+      store.emit({ type: 'corrupt-counter', server, counter, key: this.#key })
+    }
+    writeRequest(batch, at, Opcode.noop, '', id)
+    this.#connection.send(id, batch, {
+      onReply: (reply) => reply.header.opcode === Opcode.noop,
+      onFail: () => undefined, // the connection reports its own failures
+    })
+    this.#outcome.reject(
+      new StoreKeyError(
+        store.name,
+        this.#key,
+        `counter ${this.#corrupt.join(', ')} on ${server} held something that is not a number; deleted`,
+      ),
+    )
+  }
+
+  #error(message: string): StoreError {
+    return new StoreError(this.#store.name, message)
   }
 }

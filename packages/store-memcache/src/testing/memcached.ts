@@ -46,15 +46,25 @@ export function freePort(): Promise<number> {
   })
 }
 
-function canConnect(port: number): Promise<boolean> {
+/**
+ * Whether memcached answers on `port`. The probe asks memcached to close the connection (`quit`)
+ * and waits until it has, so that it never shows among memcached's connections afterwards.
+ */
+function answers(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ port, host: '127.0.0.1' })
+    let answered = false
+    socket.on('data', () => {
+      answered = true
+    })
     socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
+      socket.write('version\r\nquit\r\n')
     })
     socket.once('error', () => {
-      resolve(false)
+      socket.destroy()
+    })
+    socket.once('close', () => {
+      resolve(answered)
     })
   })
 }
@@ -70,12 +80,33 @@ export interface Memcached {
   command: (line: string) => Promise<string>
   /** memcached's own `stats`, as numbers where they are numbers. */
   stats: () => Promise<Record<string, number>>
+  /**
+   * The client connections memcached has open, from `stats conns`, not counting the one that
+   * asks.
+   */
+  clients: () => Promise<number>
 }
 
-/** Starts memcached on `port` (a free one by default) and waits until it accepts connections. */
-export async function startMemcached(port?: number): Promise<Memcached> {
+/** Options of {@link startMemcached}. */
+export interface MemcachedOptions {
+  /** The port; a free one by default. */
+  port?: number
+  /** More command-line arguments, e.g. `['-M']` (no evictions: out of memory errors instead). */
+  args?: string[]
+  /** Megabytes of memory for items (`-m`). Defaults to `64`. */
+  megabytes?: number
+}
+
+/** Starts memcached (on a free port by default) and waits until it answers. */
+export async function startMemcached(options: number | MemcachedOptions = {}): Promise<Memcached> {
+  const {
+    port,
+    args: extra = [],
+    megabytes = 64,
+  } = typeof options === 'number' ? { port: options } : options
   const chosen = port ?? (await freePort())
-  const args = ['-p', String(chosen), '-U', '0', '-l', '127.0.0.1', '-m', '64', '-c', '1024']
+  const args = ['-p', String(chosen), '-U', '0', '-l', '127.0.0.1', '-m', String(megabytes)]
+  args.push('-c', '1024', ...extra)
   if (process.getuid?.() === 0) {
     args.push('-u', 'root')
   }
@@ -88,14 +119,15 @@ export async function startMemcached(port?: number): Promise<Memcached> {
     })
   })
   const started = Date.now()
-  while (!(await canConnect(chosen))) {
+  while (!(await answers(chosen))) {
     if (child.exitCode !== null || Date.now() - started > 5000) {
       child.kill('SIGKILL')
       throw new Error(`memcached did not start on port ${chosen}: ${stderr}`)
     }
     await new Promise((r) => setTimeout(r, 20))
   }
-  const command = (line: string): Promise<string> =>
+  /** Sends a command; resolves with the reply and the local port the command came from. */
+  const send = (line: string): Promise<{ reply: string; localPort: number }> =>
     new Promise((resolve, reject) => {
       const socket = createConnection({ port: chosen, host: '127.0.0.1' })
       let reply = ''
@@ -106,13 +138,19 @@ export async function startMemcached(port?: number): Promise<Memcached> {
       socket.on('error', reject)
       socket.on('data', (d: Buffer) => {
         reply += d.toString('latin1')
-        if (/(^|\r\n)(END|STORED|NOT_STORED|DELETED|NOT_FOUND|OK|ERROR[^\r]*)\r\n$/.test(reply)) {
+        if (
+          /(^|\r\n)(END|STORED|NOT_STORED|DELETED|NOT_FOUND|OK|MN|VERSION [^\r]*|(SERVER_|CLIENT_)?ERROR[^\r]*|\d+)\r\n$/.test(
+            reply,
+          )
+        ) {
+          const localPort = socket.localPort ?? 0
           socket.end()
-          resolve(reply)
+          resolve({ reply, localPort })
         }
       })
       socket.write(`${line}\r\n`)
     })
+  const command = async (line: string): Promise<string> => (await send(line)).reply
   return {
     port: chosen,
     address: `127.0.0.1:${chosen}`,
@@ -124,6 +162,24 @@ export async function startMemcached(port?: number): Promise<Memcached> {
       await exited
     },
     command,
+    clients: async () => {
+      const { reply, localPort } = await send('stats conns')
+      const addresses = new Map<string, string>()
+      const states = new Map<string, string>()
+      for (const line of reply.split('\r\n')) {
+        const match = /^STAT (\d+):(addr|state) (.*)$/.exec(line)
+        if (match !== null) {
+          ;(match[2] === 'addr' ? addresses : states).set(match[1] as string, match[3] as string)
+        }
+      }
+      let clients = 0
+      for (const [fd, address] of addresses) {
+        if (states.get(fd) !== 'conn_listening' && !address.endsWith(`:${localPort}`)) {
+          clients++
+        }
+      }
+      return clients
+    },
     stats: async () => {
       const reply = await command('stats')
       const stats: Record<string, number> = {}

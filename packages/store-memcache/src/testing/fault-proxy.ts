@@ -1,0 +1,279 @@
+// Test support: a TCP proxy in front of a real memcached that breaks the path on purpose.
+//
+// It frames the binary protocol in both directions, so that a fault can strike between two
+// reply packets of one batch (cut, reset) or answer one request as memcached would in a rare
+// case (NOT_STORED for a lost create race) without touching memcached's counters.
+
+import { createConnection, createServer } from 'node:net'
+import type { Server, Socket } from 'node:net'
+import {
+  HEADER_BYTES,
+  Opcode,
+  RESPONSE_MAGIC,
+  Status,
+  encodeRequest,
+  readPacket,
+} from '../protocol.js'
+
+/** What the proxy does to the path. */
+export type Fault =
+  /** Passes everything. */
+  | { kind: 'none' }
+  /**
+   * Swallows every byte both ways on every connection, new ones included, and closes nothing:
+   * a silent partition. The connections it silenced stay silent after healing.
+   */
+  | { kind: 'silent' }
+  /** Stops listening and resets every connection: connection refused. */
+  | { kind: 'refuse' }
+  /** Holds every reply for `ms` milliseconds. */
+  | { kind: 'delay'; ms: number }
+  /**
+   * The next reply forwards its first `packets` packets (and `bytes` bytes of the one after),
+   * then nothing more ever comes on that connection: a reply cut in the middle of a batch.
+   * One-shot.
+   */
+  | { kind: 'cut'; packets: number; bytes?: number }
+  /**
+   * The next reply forwards its first `packets` packets (and `bytes` bytes of the one after),
+   * then the connection is reset. One-shot.
+   */
+  | { kind: 'reset'; packets: number; bytes?: number }
+  /**
+   * The next `times` increments are not sent to memcached and are answered NOT_STORED, as
+   * memcached answers an increment that loses the race to create its counter.
+   */
+  | { kind: 'not-stored'; times: number }
+
+export interface FaultProxy {
+  readonly port: number
+  /** `127.0.0.1:<port>`. */
+  readonly address: string
+  /** Connections accepted so far. */
+  readonly accepted: number
+  /** Connections open now. */
+  readonly open: number
+  /** Sets the fault; `{ kind: 'none' }` heals (silenced connections stay silent). */
+  set: (fault: Fault) => Promise<void>
+  close: () => Promise<void>
+}
+
+/** A GET of a key nobody writes: memcached answers it "not found", in order, counting nothing. */
+const STAND_IN_KEY = 'slidelimit-fault-proxy-stand-in'
+
+interface Link {
+  client: Socket
+  upstream: Socket
+  /** Dead for good: a silent partition or a cut reached it. */
+  silenced: boolean
+  requests: Buffer
+  replies: Buffer
+  /** Opaques of increments answered NOT_STORED, in order. */
+  standIns: number[]
+  /** When the last delayed reply is released (replies keep their order). */
+  releaseAt: number
+}
+
+function replyNotStored(opaque: number): Buffer {
+  const body = Buffer.from('Not stored.', 'latin1')
+  const packet = Buffer.alloc(HEADER_BYTES + body.length)
+  packet[0] = RESPONSE_MAGIC
+  packet[1] = Opcode.increment
+  packet.writeUInt16BE(Status.notStored, 6)
+  packet.writeUInt32BE(body.length, 8)
+  packet.writeUInt32BE(opaque, 12)
+  body.copy(packet, HEADER_BYTES)
+  return packet
+}
+
+/** Starts a proxy on a free loopback port in front of memcached at `target` (`host:port`). */
+export async function startFaultProxy(target: string): Promise<FaultProxy> {
+  const [host, portText] = [
+    target.slice(0, target.lastIndexOf(':')),
+    target.slice(target.lastIndexOf(':') + 1),
+  ]
+  const upstreamPort = Number(portText)
+  let fault: Fault = { kind: 'none' }
+  let notStoredLeft = 0
+  let accepted = 0
+  const links = new Set<Link>()
+
+  const onRequests = (link: Link, data: Buffer): void => {
+    if (link.silenced || fault.kind === 'silent') {
+      link.silenced = true
+      return
+    }
+    link.requests = link.requests.length === 0 ? data : Buffer.concat([link.requests, data])
+    const out: Buffer[] = []
+    let at = 0
+    for (let packet = readPacket(link.requests, at); packet !== undefined;) {
+      const bytes = link.requests.subarray(at, at + packet.bytes)
+      if (packet.opcode === Opcode.increment && notStoredLeft > 0) {
+        notStoredLeft--
+        link.standIns.push(packet.opaque)
+        out.push(encodeRequest(Opcode.get, STAND_IN_KEY, packet.opaque))
+      } else {
+        out.push(bytes)
+      }
+      at += packet.bytes
+      packet = readPacket(link.requests, at)
+    }
+    link.requests = link.requests.subarray(at)
+    if (out.length > 0) {
+      link.upstream.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out))
+    }
+  }
+
+  const onReplies = (link: Link, data: Buffer): void => {
+    if (link.silenced || fault.kind === 'silent') {
+      link.silenced = true
+      return
+    }
+    link.replies = link.replies.length === 0 ? data : Buffer.concat([link.replies, data])
+    const packets: Buffer[] = []
+    let at = 0
+    for (let packet = readPacket(link.replies, at); packet !== undefined;) {
+      let bytes = link.replies.subarray(at, at + packet.bytes)
+      if (
+        packet.opcode === Opcode.get &&
+        link.standIns.length > 0 &&
+        link.standIns[0] === packet.opaque
+      ) {
+        link.standIns.shift()
+        bytes = replyNotStored(packet.opaque)
+      }
+      packets.push(bytes)
+      at += packet.bytes
+      packet = readPacket(link.replies, at)
+    }
+    link.replies = link.replies.subarray(at)
+    if (packets.length === 0) {
+      return
+    }
+    const current = fault
+    if (current.kind === 'cut' || current.kind === 'reset') {
+      fault = { kind: 'none' } // one-shot
+      const kept = packets.slice(0, current.packets)
+      const partial = packets[current.packets]?.subarray(0, current.bytes ?? 0)
+      if (partial !== undefined && partial.length > 0) {
+        kept.push(partial)
+      }
+      if (kept.length > 0) {
+        link.client.write(Buffer.concat(kept))
+      }
+      if (current.kind === 'cut') {
+        link.silenced = true
+      } else {
+        link.client.resetAndDestroy()
+        link.upstream.destroy()
+      }
+      return
+    }
+    const bytes = packets.length === 1 ? (packets[0] as Buffer) : Buffer.concat(packets)
+    const delay = current.kind === 'delay' ? current.ms : 0
+    const now = performance.now()
+    if (delay === 0 && link.releaseAt <= now) {
+      link.client.write(bytes)
+      return
+    }
+    link.releaseAt = Math.max(now + delay, link.releaseAt)
+    setTimeout(() => {
+      if (!link.client.destroyed) {
+        link.client.write(bytes)
+      }
+    }, link.releaseAt - now)
+  }
+
+  const server: Server = createServer((client) => {
+    accepted++
+    const upstream = createConnection({ host, port: upstreamPort })
+    const link: Link = {
+      client,
+      upstream,
+      silenced: fault.kind === 'silent',
+      requests: Buffer.alloc(0),
+      replies: Buffer.alloc(0),
+      standIns: [],
+      releaseAt: 0,
+    }
+    links.add(link)
+    client.on('data', (data: Buffer) => {
+      onRequests(link, data)
+    })
+    upstream.on('data', (data: Buffer) => {
+      onReplies(link, data)
+    })
+    const end = (): void => {
+      links.delete(link)
+      client.destroy()
+      upstream.destroy()
+    }
+    client.on('error', end)
+    client.on('close', end)
+    upstream.on('error', () => {
+      client.resetAndDestroy()
+      end()
+    })
+    upstream.on('close', end)
+  })
+
+  const listen = (port: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+  await listen(0)
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  let listening = true
+
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    get accepted() {
+      return accepted
+    },
+    get open() {
+      return links.size
+    },
+    set: async (next) => {
+      fault = next
+      if (next.kind === 'not-stored') {
+        notStoredLeft = next.times
+      }
+      if (next.kind === 'refuse' && listening) {
+        listening = false
+        const closed = new Promise<void>((resolve) => {
+          server.close(() => {
+            resolve()
+          })
+        })
+        for (const link of links) {
+          link.client.resetAndDestroy()
+          link.upstream.destroy()
+        }
+        await closed
+      } else if (next.kind !== 'refuse' && !listening) {
+        await listen(port)
+        listening = true
+      }
+    },
+    close: async () => {
+      for (const link of links) {
+        link.client.destroy()
+        link.upstream.destroy()
+      }
+      if (listening) {
+        listening = false
+        await new Promise<void>((resolve) => {
+          server.close(() => {
+            resolve()
+          })
+        })
+      }
+    },
+  }
+}
