@@ -3,11 +3,15 @@
 // a socket that misses it is dropped, so the next request connects afresh.
 //
 // memcached answers the requests of one connection in order, so the oldest request in flight
-// is always the first to miss its deadline, and one timer for the oldest is enough. When that
-// timer fires, the replies that arrived meanwhile are read first (timers run before socket reads
-// in Node's event loop, so a busy process would otherwise fail requests whose answers are
-// already in its socket): a deadline means "memcached did not answer", not "this process was
-// busy".
+// is the first to miss its deadline, and one timer for the oldest is enough.
+//
+// A deadline means "memcached did not answer", never "this process was busy". A request's
+// deadline counts from the moment its bytes are handed to the socket (after the connect, for a
+// socket still connecting). When the timer fires, the check waits for the next poll phase of
+// the event loop, which reads every reply that had arrived when it began (Node runs timers
+// before it reads sockets, and a busy process can spend 100 ms and more in one poll phase).
+// Only requests whose deadline had passed when the timer fired, and whose reply that poll
+// phase did not bring, fail; the others are checked again after a poll phase of their own.
 
 import type { Socket } from 'node:net'
 import { StoreError } from '@slidelimit/core'
@@ -133,9 +137,23 @@ export class Connection {
     const parts = this.#queuedBytes
     this.#queued = []
     this.#queuedBytes = []
+    const deadlineMs = this.#options.deadlineMs
+    // A socket that never connects misses the deadline counted from now.
+    const flushed = performance.now() + deadlineMs
+    for (const entry of entries) {
+      entry.deadline = flushed
+    }
     let socket: Socket
     try {
-      socket = this.#link.write(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts))
+      const bytes = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts)
+      socket = this.#link.write(bytes, () => {
+        // Handed to the socket: memcached's time starts now (later than the flush when the
+        // socket was still connecting).
+        const written = performance.now() + deadlineMs
+        for (const entry of entries) {
+          entry.deadline = written
+        }
+      })
     } catch (error) {
       const failure = new StoreError(
         this.#options.store,
@@ -147,16 +165,14 @@ export class Connection {
       }
       return
     }
-    const deadline = performance.now() + this.#options.deadlineMs
     for (const entry of entries) {
       if (!entry.done) {
         entry.socket = socket
-        entry.deadline = deadline
         this.#inFlight.push(entry)
       }
     }
     if (this.#timer === undefined) {
-      this.#arm(this.#options.deadlineMs)
+      this.#arm(deadlineMs)
     }
   }
 
@@ -202,19 +218,22 @@ export class Connection {
   #arm(ms: number): void {
     this.#timer = setTimeout(
       () => {
-        // Replies that arrived while this process was busy are read first.
+        const fired = performance.now()
+        // The poll phase between now and the immediate reads the replies that arrived.
         setImmediate(() => {
           this.#timer = undefined
-          this.#expire()
+          this.#expire(fired)
         })
       },
       Math.max(1, Math.ceil(ms)),
     )
   }
 
-  /** Fails the requests whose deadline passed, dropping their socket; re-arms for the rest. */
-  #expire(): void {
-    const now = performance.now()
+  /**
+   * Fails the requests whose deadline had passed at `cutoff` (when the timer fired, before the
+   * last poll phase), dropping their socket; re-arms for the rest.
+   */
+  #expire(cutoff: number): void {
     const list = this.#inFlight
     while (this.#head < list.length) {
       const oldest = list[this.#head] as InFlight
@@ -222,9 +241,9 @@ export class Connection {
         this.#head++
         continue
       }
-      if (oldest.deadline > now) {
+      if (oldest.deadline > cutoff) {
         this.#compact()
-        this.#arm(oldest.deadline - now)
+        this.#arm(oldest.deadline - performance.now())
         return
       }
       const delay = this.#options.loopDelayMs()

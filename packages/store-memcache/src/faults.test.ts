@@ -369,6 +369,27 @@ describe.skipIf(!available)('MemcacheStore under faults', () => {
     expect(events.map((e) => e.type)).toEqual(['up'])
   })
 
+  it('counts the deadline from the write, not from before a connect this process was slow to see', async () => {
+    proxy = await startFaultProxy(memcached.address)
+    for (let i = 0; i < 3; i++) {
+      // A new store each time: its first batch waits for the connect, and this process is
+      // blocked for 4 deadlines before it can see that the connect succeeded.
+      const { store: s, events } = store({ servers: memcached.address })
+      const answer = s.update('connecting', one, [], 60)
+      await new Promise<void>((resolve) => {
+        setImmediate(() => {
+          const end = performance.now() + 4 * DEADLINE_MS
+          while (performance.now() < end) {
+            // busy
+          }
+          resolve()
+        })
+      })
+      expect(await answer).toEqual([1])
+      expect(events.map((e) => e.type)).toEqual(['up'])
+    }
+  })
+
   it('counts request ids across 2^31 and 2^32 without a throw', async () => {
     proxy = await startFaultProxy(memcached.address)
     for (const first of [2 ** 31 - 5, 2 ** 32 - 5]) {

@@ -146,9 +146,11 @@ export class MemjsLink {
 
   /**
    * Writes `bytes` on the current socket, first connecting (and authenticating) when there is
-   * none; returns the socket they go out on. Throws when memjs makes no socket.
+   * none; returns the socket they go out on. `written` is called when they are handed to the
+   * socket: at once on a connected socket, else once it has connected. Throws when memjs makes
+   * no socket.
    */
-  write(bytes: Buffer): Socket {
+  write(bytes: Buffer, written: () => void): Socket {
     const server = this.#server
     // The socket these bytes are for, known once sock() returns; a callback that runs later
     // with another (newer) socket must not write there.
@@ -156,6 +158,7 @@ export class MemjsLink {
     server.sock(false, (ready) => {
       if (!target.known || ready === target.socket) {
         ready.write(bytes)
+        written()
       }
     })
     const socket = server._socket
@@ -196,6 +199,8 @@ export class MemjsLink {
     // memjs's connect timeout end()s without destroying; deadlines drop silent sockets instead.
     socket.setTimeout(0)
     server.timeoutSet = false
+    // Requests and replies are small and awaited: no Nagle delay behind an unacknowledged write.
+    socket.setNoDelay(true)
     socket.removeAllListeners('error')
     socket.removeAllListeners('close')
     socket.on('error', (error) => {
