@@ -5,6 +5,7 @@ import { serve } from '@hono/node-server'
 import { FailoverStore, createLimiter } from '@slidelimit/core'
 import type { Store } from '@slidelimit/core'
 import { MemcacheStore } from '@slidelimit/store-memcache'
+import type { MemcacheEvent } from '@slidelimit/store-memcache'
 import { MemoryStore } from '@slidelimit/store-memory'
 import { createApp } from './app.js'
 import { EnvError, loadConfig } from './config.js'
@@ -20,6 +21,31 @@ function startupFailure(message: string): never {
   process.exit(1)
 }
 
+/** One log line per change of a connection, per corrupt counter; create races at debug. */
+function logMemcacheEvent(logger: Logger, event: MemcacheEvent): void {
+  switch (event.type) {
+    case 'up':
+      logger.info(event.restored ? 'memcached connection restored' : 'memcached connection up', {
+        server: event.server,
+      })
+      break
+    case 'down':
+      logger.warn('memcached connection lost', { server: event.server, error: event.error })
+      break
+    case 'corrupt-counter':
+      logger.warn(
+        'deleted a memcached counter that held something other than a number: its requester was decided as STORE_FAILURE_MODE says, once',
+        { server: event.server, counter: event.counter, key: event.key },
+      )
+      break
+    case 'create-race':
+      logger.debug('an increment lost the race to create its counter and was sent again', {
+        server: event.server,
+        counter: event.counter,
+      })
+  }
+}
+
 function createStore(config: Config, logger: Logger): Store {
   if (config.storeBackend === 'memory') {
     return new MemoryStore()
@@ -27,8 +53,8 @@ function createStore(config: Config, logger: Logger): Store {
   const primary = new MemcacheStore({
     servers: config.memcacheServers.join(','),
     deadlineMs: config.memcacheTimeoutMs,
-    log: (message) => {
-      logger.debug('memjs', { message })
+    onEvent: (event) => {
+      logMemcacheEvent(logger, event)
     },
   })
   return new FailoverStore({

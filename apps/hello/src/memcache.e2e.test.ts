@@ -55,27 +55,45 @@ describe.skipIf(!available)('the hello server with STORE_BACKEND=memcache', () =
     })
   })
 
-  it('never admits more than the limit under concurrent load from three processes', async () => {
+  it('admits exactly the limit of 900 concurrent requests from one client across three processes', async () => {
     const cache = await memcached()
-    // A generous deadline: this is about the shared counters, not about failing over (where each
-    // process decides alone, by design) when a loaded machine stalls the event loop.
-    const servers = await Promise.all(
-      [1, 2, 3].map(() => app(cache, { RATE_LIMIT: '50', MEMCACHE_TIMEOUT_MS: '2000' })),
-    )
+    // The default deadline (50 ms): a burst is when the shared limit matters, and a busy
+    // process must not take its own lag for an outage.
+    const servers = await Promise.all([1, 2, 3].map(() => app(cache)))
     const statuses = await Promise.all(
-      Array.from({ length: 300 }, (_, i) =>
+      Array.from({ length: 900 }, (_, i) =>
         fetch((servers[i % 3] as RunningServer).url).then((r) => r.status),
       ),
     )
-    const admitted = statuses.filter((s) => s === 200).length
-    expect(statuses.every((s) => s === 200 || s === 429)).toBe(true)
-    expect(admitted).toBeLessThanOrEqual(50)
-    expect(admitted).toBeGreaterThan(0)
-    // Once the dust settles nothing more gets in, and memcached decided every request.
-    expect((await fetch((servers[0] as RunningServer).url)).status).toBe(429)
+    // First: did any process decide alone? That is allowed in open mode, but not the point here.
     for (const server of servers) {
-      expect(server.output()).not.toMatch(/memcached is down/)
+      expect(server.output(), `a process failed over:\n${server.output()}`).not.toMatch(
+        /memcached is down|memcached connection lost/,
+      )
     }
+    expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([])
+    expect(statuses.filter((s) => s === 200)).toHaveLength(100)
+    // Once the dust settles nothing more gets in.
+    expect((await fetch((servers[0] as RunningServer).url)).status).toBe(429)
+  })
+
+  it('keeps limiting with a window over 30 days (counters sent with an absolute expiry)', async () => {
+    const cache = await memcached()
+    const server = await app(cache, {
+      RATE_WINDOW_SECONDS: '2678400',
+      RATE_BUCKET_SECONDS: '3600',
+      RATE_LIMIT: '3',
+    })
+    const statuses = []
+    for (let i = 0; i < 6; i++) {
+      statuses.push((await fetch(server.url)).status)
+    }
+    expect(statuses).toEqual([200, 200, 200, 429, 429, 429])
+    const denied = await fetch(server.url)
+    expect(Number(denied.headers.get('retry-after'))).toBeGreaterThan(2678400 - 3600)
+    // Its counters are in memcached, alive.
+    expect((await cache.stats()).curr_items).toBeGreaterThan(0)
+    expect(server.output()).not.toMatch(/memcached is down/)
   })
 
   it('keeps answering quickly when memcached dies, and uses it again once it is back', async () => {
@@ -94,7 +112,8 @@ describe.skipIf(!available)('the hello server with STORE_BACKEND=memcache', () =
     // Deadline 50 ms, plus a few ms; generous for a shared machine.
     expect(Math.max(...slowest)).toBeLessThan(500)
     expect(await health(server)).toMatchObject({ store: { backend: 'memcache', state: 'down' } })
-    expect(server.output()).toMatch(/memcached is down: deciding with local in-memory limits/)
+    await server.waitForOutput(/memcached is down: deciding with local in-memory limits/)
+    await server.waitForOutput(/"msg":"memcached connection lost"/)
 
     const again = await memcached(cache.port)
     const started = Date.now()
@@ -108,7 +127,11 @@ describe.skipIf(!available)('the hello server with STORE_BACKEND=memcache', () =
     }
     expect((await again.stats()).curr_items).toBeGreaterThan(0)
     expect(await health(server)).toMatchObject({ store: { state: 'up' } })
-    expect(server.output()).toMatch(/memcached is back/)
+    await server.waitForOutput(/memcached is back/)
+    await server.waitForOutput(/"msg":"memcached connection restored"/)
+    // Each change of the connection is logged once, however many requests failed meanwhile.
+    expect(server.output().match(/memcached connection lost/g)).toHaveLength(1)
+    expect(server.output().match(/memcached connection up/g)).toHaveLength(1)
   })
 
   it('answers 503 while memcached is down when STORE_FAILURE_MODE=closed', async () => {
@@ -133,13 +156,13 @@ describe.skipIf(!available)('the hello server with STORE_BACKEND=memcache', () =
 
   it('closes its memcached connections on SIGTERM and exits 0', async () => {
     const cache = await memcached()
-    const before = (await cache.stats()).curr_connections ?? 0
+    // memcached's own list of connections, without the one asking.
+    expect(await cache.clients()).toBe(0)
     const server = await app(cache, { MEMCACHE_TIMEOUT_MS: '2000' })
     expect((await fetch(server.url)).status).toBe(200)
-    const during = (await cache.stats()).curr_connections ?? 0
-    expect(during, server.output()).toBeGreaterThan(before)
+    expect(await cache.clients(), server.output()).toBe(1)
     expect(await server.stop('SIGTERM')).toBe(0)
-    await sleep(200)
-    expect((await cache.stats()).curr_connections).toBe(before)
+    expect(server.output()).toContain('"msg":"stopped"')
+    expect(await cache.clients()).toBe(0)
   })
 })

@@ -11,6 +11,11 @@ export interface RunningServer {
   port: number
   process: ChildProcess
   output: () => string
+  /**
+   * Resolves once the server's output matches `pattern` (its output reaches this process a
+   * little after its HTTP answers do); rejects with the output after `timeoutMs`.
+   */
+  waitForOutput: (pattern: RegExp, timeoutMs?: number) => Promise<void>
   /** Sends a signal and resolves with the exit code. */
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
 }
@@ -33,7 +38,7 @@ export function runToExit(env: Record<string, string>, timeoutMs = 10_000): Prom
       child.kill('SIGKILL')
       reject(new Error(`server did not exit within ${timeoutMs} ms:\n${stdout}${stderr}`))
     }, timeoutMs)
-    child.on('exit', (code) => {
+    child.on('close', (code) => {
       clearTimeout(timer)
       resolve({ code, stdout, stderr })
     })
@@ -62,8 +67,9 @@ export function startServer(
     })
     let out = ''
     let started = false
+    // 'close', not 'exit': by then everything the server wrote has been read.
     const exited = new Promise<number | null>((done) => {
-      child.on('exit', (code) => {
+      child.on('close', (code) => {
         done(code)
       })
     })
@@ -71,9 +77,32 @@ export function startServer(
       child.kill('SIGKILL')
       reject(new Error(`server did not start within ${timeoutMs} ms:\n${out}`))
     }, timeoutMs)
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()))
-    child.stdout.on('data', (d: Buffer) => {
+    const watchers = new Set<() => void>()
+    const waitForOutput = (pattern: RegExp, ms = 5000): Promise<void> =>
+      new Promise((done, fail) => {
+        const check = (): void => {
+          if (pattern.test(out)) {
+            clearTimeout(timeout)
+            watchers.delete(check)
+            done()
+          }
+        }
+        const timeout = setTimeout(() => {
+          watchers.delete(check)
+          fail(new Error(`no output matching ${String(pattern)} within ${ms} ms:\n${out}`))
+        }, ms)
+        watchers.add(check)
+        check()
+      })
+    const append = (d: Buffer): void => {
       out += d.toString()
+      for (const check of [...watchers]) {
+        check()
+      }
+    }
+    child.stderr.on('data', append)
+    child.stdout.on('data', (d: Buffer) => {
+      append(d)
       const match = /"msg":"listening".*?"port":(\d+)/.exec(out)
       if (!started && match !== null) {
         started = true
@@ -84,6 +113,7 @@ export function startServer(
           port,
           process: child,
           output: () => out,
+          waitForOutput,
           stop: (signal = 'SIGTERM') => {
             if (child.exitCode === null && child.signalCode === null) {
               child.kill(signal)
@@ -93,7 +123,7 @@ export function startServer(
         })
       }
     })
-    child.on('exit', (code) => {
+    child.on('close', (code) => {
       if (!started) {
         clearTimeout(timer)
         reject(new Error(`server exited with ${code} before listening:\n${out}`))

@@ -134,6 +134,28 @@ describe('FailoverStore', () => {
     expect(primary.calls).toBe(1)
   })
 
+  it('backs off further when the primary fails again right after a probe said it was back', async () => {
+    const { store, primary, changes, advance } = setup()
+    // A primary whose probes pass while its calls fail (memcached out of memory answers a no-op).
+    const flaky = (): void => {
+      primary.mode = 'fail'
+    }
+    primary.ping = () => Promise.resolve()
+    flaky()
+    for (let i = 0; i < 5; i++) {
+      await store.update('k', inc, [], 60)
+      advance(1000)
+      await store.update('k', inc, [], 60) // probes, and the probe passes
+      await flush()
+    }
+    const downs = changes.filter((c) => c.state === 'down').map((c) => c.retryInMs)
+    expect(downs).toEqual([100, 200, 400, 400, 400])
+    // Up for longer than the longest back-off: the next failure starts from the shortest again.
+    advance(500)
+    await store.update('k', inc, [], 60)
+    expect(changes.at(-1)).toMatchObject({ state: 'down', retryInMs: 100 })
+  })
+
   it('refuses with StoreUnavailableError in closed mode', async () => {
     const { store, primary } = setup('closed')
     primary.mode = 'fail'

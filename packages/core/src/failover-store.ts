@@ -50,7 +50,10 @@ export interface FailoverStoreOptions {
    * StoreUnavailableError. Defaults to `"open"`.
    */
   mode?: 'open' | 'closed'
-  /** The first back-off after a failure, in milliseconds. Defaults to `250`. */
+  /**
+   * The first back-off after a failure, in milliseconds; it doubles after every failed probe,
+   * and after every failure within `maxBackoffMs` of a recovery. Defaults to `250`.
+   */
   minBackoffMs?: number
   /** The longest back-off between two probes, in milliseconds. Defaults to `5000`. */
   maxBackoffMs?: number
@@ -95,6 +98,8 @@ export class FailoverStore implements Store {
   /** Keys answered once by the fallback (their data was unusable) since the last switch. */
   readonly #keyEpochs = new Map<string, number>()
   #backoffMs: number
+  /** When the primary last came back (or -Infinity: up from the start). */
+  #upSince = Number.NEGATIVE_INFINITY
   #nextProbeAt = 0
   #probing = false
 
@@ -282,8 +287,15 @@ export class FailoverStore implements Store {
     }
     this.#state = 'down'
     this.#switched()
-    this.#backoffMs = this.#minBackoffMs
-    this.#nextProbeAt = this.#now() + this.#backoffMs
+    const now = this.#now()
+    // A primary that fails again soon after a probe said it was back (a probe cannot see every
+    // failure: memcached out of memory still answers a no-op) keeps backing off further,
+    // instead of flapping at the shortest back-off.
+    this.#backoffMs =
+      now - this.#upSince >= this.#maxBackoffMs
+        ? this.#minBackoffMs
+        : Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
+    this.#nextProbeAt = now + this.#backoffMs
     this.#onStateChange({ state: 'down', error, retryInMs: this.#backoffMs })
   }
 
@@ -293,7 +305,7 @@ export class FailoverStore implements Store {
     }
     this.#state = 'up'
     this.#switched()
-    this.#backoffMs = this.#minBackoffMs
+    this.#upSince = this.#now()
     this.#onStateChange({ state: 'up' })
   }
 

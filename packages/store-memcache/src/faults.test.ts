@@ -317,24 +317,7 @@ describe.skipIf(!available)('MemcacheStore under faults', () => {
     try {
       proxy = await startFaultProxy(full.address)
       const { store: s } = store()
-      // Fill it on one connection with items of every size around a counter's, until a new
-      // counter cannot be created.
-      let filled = 0
-      const creates = async (): Promise<boolean> => {
-        const sets = Array.from(
-          { length: 5000 },
-          (_, i) => `set ${filled + i}${'x'.repeat(((filled + i) % 60) + 10)} 0 0 1 noreply\r\n1`,
-        )
-        filled += sets.length
-        await full.command(`${sets.join('\r\n')}\r\nmn`)
-        return s.update(`probe-${filled}`, one, [], 60).then(
-          () => true,
-          () => false,
-        )
-      }
-      while (await creates()) {
-        expect(filled).toBeLessThan(200_000)
-      }
+      await full.fill()
       const failed = await s.update('new', one, [], 60).catch((e: unknown) => e)
       expect(failed).toBeInstanceOf(StoreError)
       expect(failed).not.toBeInstanceOf(StoreKeyError)

@@ -6,6 +6,8 @@
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { createConnection, createServer } from 'node:net'
+import { Opcode, Status, encodeRequest, readPacket } from '../protocol.js'
+import type { Packet } from '../protocol.js'
 
 /** The memcached binary: MEMCACHED_BIN, or `memcached` on the PATH. */
 export const MEMCACHED_BIN = process.env.MEMCACHED_BIN ?? 'memcached'
@@ -85,6 +87,11 @@ export interface Memcached {
    * asks.
    */
   clients: () => Promise<number>
+  /**
+   * Stores small items of many sizes until memcached cannot create a new counter any more
+   * (started with `-M`, it then answers out of memory instead of evicting).
+   */
+  fill: () => Promise<void>
 }
 
 /** Options of {@link startMemcached}. */
@@ -151,6 +158,26 @@ export async function startMemcached(options: number | MemcachedOptions = {}): P
       socket.write(`${line}\r\n`)
     })
   const command = async (line: string): Promise<string> => (await send(line)).reply
+  /** Sends one binary request; resolves with the first reply packet. */
+  const binary = (bytes: Buffer): Promise<Packet> =>
+    new Promise((resolve, reject) => {
+      const socket = createConnection({ port: chosen, host: '127.0.0.1' })
+      let received = Buffer.alloc(0)
+      socket.setTimeout(2000, () => {
+        socket.destroy()
+        reject(new Error('memcached did not answer a binary request'))
+      })
+      socket.on('error', reject)
+      socket.on('data', (data: Buffer) => {
+        received = Buffer.concat([received, data])
+        const packet = readPacket(received)
+        if (packet !== undefined) {
+          socket.destroy()
+          resolve(packet)
+        }
+      })
+      socket.write(bytes)
+    })
   return {
     port: chosen,
     address: `127.0.0.1:${chosen}`,
@@ -162,6 +189,22 @@ export async function startMemcached(options: number | MemcachedOptions = {}): P
       await exited
     },
     command,
+    fill: async () => {
+      for (let filled = 0; filled < 1_000_000; filled += 5000) {
+        const sets = Array.from(
+          { length: 5000 },
+          (_, i) => `set ${filled + i}${'x'.repeat(((filled + i) % 60) + 10)} 0 0 1 noreply\r\n1`,
+        )
+        await command(`${sets.join('\r\n')}\r\nmn`)
+        // A counter created the way the store creates them, with a key of a counter's length.
+        const key = `sl:fill-${filled}:${'x'.repeat(27)}:1`
+        const bytes = encodeRequest(Opcode.increment, key, 1, { amount: 1, initial: 1, expiry: 60 })
+        if ((await binary(bytes)).status === Status.outOfMemory) {
+          return
+        }
+      }
+      throw new Error('memcached never ran out of memory: was it started with -M?')
+    },
     clients: async () => {
       const { reply, localPort } = await send('stats conns')
       const addresses = new Map<string, string>()
