@@ -1,8 +1,14 @@
 // End to end with memcached: real server processes sharing one real memcached.
 
+import { FailoverStore, createLimiter } from '@slidelimit/core'
+import { MemcacheStore } from '@slidelimit/store-memcache'
 import { memcachedAvailable, startMemcached } from '@slidelimit/store-memcache/testing'
 import type { Memcached } from '@slidelimit/store-memcache/testing'
 import { afterEach, describe, expect, it } from 'vitest'
+import { MemoryStore } from '@slidelimit/store-memory'
+import { createApp } from './app.js'
+import { loadConfig } from './config.js'
+import { createLogger } from './logger.js'
 import { startServer } from './server.test-helpers.js'
 import type { RunningServer } from './server.test-helpers.js'
 
@@ -34,6 +40,52 @@ async function app(cache: Memcached, env: Record<string, string> = {}): Promise<
 async function health(server: RunningServer): Promise<unknown> {
   return (await fetch(`${server.url}/healthz`)).json()
 }
+
+describe.skipIf(!available)('the hello app in this process, with memcached', () => {
+  it('answers 200 then 429, never 500, while its request ids cross 2^31 and 2^32', async () => {
+    const cache = await memcached()
+    for (const firstRequestId of [2 ** 31 - 20, 2 ** 32 - 20]) {
+      const config = loadConfig({
+        STORE_BACKEND: 'memcache',
+        RATE_LIMIT: '30',
+        LOG_LEVEL: 'silent',
+      })
+      const events: string[] = []
+      const primary = new MemcacheStore({
+        servers: cache.address,
+        prefix: `ids${firstRequestId}:`,
+        firstRequestId,
+        onEvent: (event) => events.push(event.type),
+      })
+      const changes: string[] = []
+      const store = new FailoverStore({
+        primary,
+        fallback: new MemoryStore(),
+        onStateChange: ({ state }) => changes.push(state),
+      })
+      const limiter = createLimiter({ store, limit: 30 })
+      const app = createApp({
+        config,
+        policies: [{ name: 'default', limiter }],
+        store,
+        logger: createLogger('silent'),
+      })
+      const statuses: number[] = []
+      for (let i = 0; i < 40; i++) {
+        const res = await app.request(
+          '/',
+          {},
+          { incoming: { socket: { remoteAddress: '203.0.113.5' } } },
+        )
+        statuses.push(res.status)
+      }
+      expect(changes).toEqual([])
+      expect(statuses).toEqual([...Array<number>(30).fill(200), ...Array<number>(10).fill(429)])
+      expect(events).toEqual(['up'])
+      await store.close()
+    }
+  })
+})
 
 describe.skipIf(!available)('the hello server with STORE_BACKEND=memcache', () => {
   it('shares one limit between two processes', async () => {
