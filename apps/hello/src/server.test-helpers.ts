@@ -131,3 +131,30 @@ export function startServer(
     })
   })
 }
+
+/**
+ * The memcached connection changes a server logged, in order: `up` (first answer), `lost`,
+ * `restored`.
+ */
+export function connectionChanges(output: string): string[] {
+  return [...output.matchAll(/"msg":"memcached connection (up|lost|restored)"/g)].map(
+    (match) => match[1] as string,
+  )
+}
+
+/**
+ * Checks that each change was logged once: `lost` and `up` / `restored` taking turns, `up` only
+ * first (a real blip on a loaded machine is a change like any other, and is logged once too).
+ */
+export function expectLoggedOncePerChange(output: string): string[] {
+  const changes = connectionChanges(output)
+  const problems = changes.filter(
+    (change, i) =>
+      (change === 'up' && i !== 0) ||
+      (i > 0 && (change === 'lost') === (changes[i - 1] === 'lost')),
+  )
+  if (problems.length > 0) {
+    throw new Error(`connection changes not logged once each: ${changes.join(', ')}\n${output}`)
+  }
+  return changes
+}

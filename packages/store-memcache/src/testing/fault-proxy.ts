@@ -4,8 +4,10 @@
 // reply packets of one batch (cut, reset) or answer one request as memcached would in a rare
 // case (NOT_STORED for a lost create race) without touching memcached's counters.
 
+import { fork } from 'node:child_process'
 import { createConnection, createServer } from 'node:net'
 import type { Server, Socket } from 'node:net'
+import { fileURLToPath } from 'node:url'
 import {
   HEADER_BYTES,
   Opcode,
@@ -45,17 +47,22 @@ export type Fault =
    */
   | { kind: 'not-stored'; times: number }
 
-export interface FaultProxy {
+/** A fault proxy, in this process or in a process of its own. */
+export interface FaultPath {
   readonly port: number
   /** `127.0.0.1:<port>`. */
   readonly address: string
+  /** Sets the fault; `{ kind: 'none' }` heals (silenced connections stay silent). */
+  set: (fault: Fault) => Promise<void>
+  close: () => Promise<void>
+}
+
+/** A fault proxy in this process. */
+export interface FaultProxy extends FaultPath {
   /** Connections accepted so far. */
   readonly accepted: number
   /** Connections open now. */
   readonly open: number
-  /** Sets the fault; `{ kind: 'none' }` heals (silenced connections stay silent). */
-  set: (fault: Fault) => Promise<void>
-  close: () => Promise<void>
 }
 
 /** A GET of a key nobody writes: memcached answers it "not found", in order, counting nothing. */
@@ -72,6 +79,8 @@ interface Link {
   standIns: number[]
   /** When the last delayed reply is released (replies keep their order). */
   releaseAt: number
+  /** A cut or reset under way: the packets (and bytes of the next) still to forward. */
+  breaking?: { kind: 'cut' | 'reset'; packets: number; bytes: number }
 }
 
 function replyNotStored(opaque: number): Buffer {
@@ -147,21 +156,34 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       packet = readPacket(link.replies, at)
     }
     link.replies = link.replies.subarray(at)
-    if (packets.length === 0) {
+    if (packets.length === 0 && link.breaking === undefined) {
       return
     }
     const current = fault
-    if (current.kind === 'cut' || current.kind === 'reset') {
-      fault = { kind: 'none' } // one-shot
-      const kept = packets.slice(0, current.packets)
-      const partial = packets[current.packets]?.subarray(0, current.bytes ?? 0)
-      if (partial !== undefined && partial.length > 0) {
-        kept.push(partial)
+    if (link.breaking === undefined && (current.kind === 'cut' || current.kind === 'reset')) {
+      fault = { kind: 'none' } // one-shot: this connection takes it
+      link.breaking = { kind: current.kind, packets: current.packets, bytes: current.bytes ?? 0 }
+    }
+    const breaking = link.breaking
+    if (breaking !== undefined) {
+      // Forward the packets still due (the replies may come in several reads), then break.
+      const due = packets.splice(0, breaking.packets)
+      breaking.packets -= due.length
+      if (breaking.packets === 0 && breaking.bytes > 0) {
+        const next = packets[0] ?? link.replies
+        if (next.length < breaking.bytes) {
+          link.client.write(Buffer.concat(due))
+          return // wait for the bytes of the packet to cut
+        }
+        due.push(next.subarray(0, breaking.bytes))
       }
-      if (kept.length > 0) {
-        link.client.write(Buffer.concat(kept))
+      if (due.length > 0) {
+        link.client.write(Buffer.concat(due))
       }
-      if (current.kind === 'cut') {
+      if (breaking.packets > 0) {
+        return
+      }
+      if (breaking.kind === 'cut') {
         link.silenced = true
       } else {
         link.client.resetAndDestroy()
@@ -276,4 +298,47 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       }
     },
   }
+}
+
+/**
+ * Starts a fault proxy in a Node process of its own, so that a test process busy sending load
+ * does not delay the path it is testing (a proxy in that process would, and a 50 ms deadline
+ * would then see an outage that is not there).
+ */
+export function spawnFaultProxy(target: string): Promise<FaultPath> {
+  const main = fileURLToPath(new URL('./fault-proxy-process.js', import.meta.url))
+  const child = fork(main, [target], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const pending = new Map<number, () => void>()
+  let requests = 0
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  return new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.once('exit', (code) => {
+      reject(new Error(`the fault proxy process exited with ${String(code)}`))
+    })
+    child.on('message', (message: { type: string; id?: number; port?: number }) => {
+      if (message.type === 'ready' && message.port !== undefined) {
+        const port = message.port
+        resolve({
+          port,
+          address: `127.0.0.1:${port}`,
+          set: (fault) =>
+            new Promise<void>((done) => {
+              const id = ++requests
+              pending.set(id, done)
+              child.send({ type: 'set', id, fault })
+            }),
+          close: async () => {
+            if (child.exitCode === null && child.signalCode === null) {
+              child.kill('SIGKILL')
+            }
+            await exited
+          },
+        })
+      } else if (message.type === 'done' && message.id !== undefined) {
+        pending.get(message.id)?.()
+        pending.delete(message.id)
+      }
+    })
+  })
 }
