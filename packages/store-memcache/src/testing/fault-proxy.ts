@@ -310,7 +310,11 @@ export function spawnFaultProxy(target: string): Promise<FaultPath> {
   const child = fork(main, [target], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const pending = new Map<number, () => void>()
   let requests = 0
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => {
+      resolve()
+    })
+  })
   return new Promise((resolve, reject) => {
     child.once('error', reject)
     child.once('exit', (code) => {
