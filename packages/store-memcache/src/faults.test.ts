@@ -287,6 +287,21 @@ describe.skipIf(!available)('MemcacheStore under faults', () => {
     expect(events.filter((e) => e.type === 'down')).toEqual([])
   })
 
+  it('takes back what the other increments of a call with a corrupt counter counted', async () => {
+    proxy = await startFaultProxy(memcached.address)
+    const { store: s } = store()
+    const base = s.keyBase('half')
+    await memcached.command(`set ${base}-9 0 60 4\r\njunk`)
+    const pair = [
+      { slot: 4, amount: 1 },
+      { slot: -9, amount: 1 },
+    ]
+    await expect(s.update('half', pair, [], 60)).rejects.toBeInstanceOf(StoreKeyError)
+    // The call failed as a whole: its fine counter holds nothing of it.
+    await until(async () => (await s.update('half', [], [4, -9], 60)).join() === '0,0')
+    expect(await s.update('half', pair, [], 60)).toEqual([1, 1])
+  })
+
   it('keeps every other requester on the shared store while one counter is corrupt', async () => {
     proxy = await startFaultProxy(memcached.address)
     const { store: primary } = store()

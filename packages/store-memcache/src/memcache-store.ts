@@ -372,6 +372,8 @@ class CounterBatch implements Request {
   #answered = 0
   #again: number[] = []
   #corrupt: string[] = []
+  /** Indexes of the increments memcached applied (to take back if the call fails). */
+  #counted: number[] = []
   #failure: StoreError | undefined
   /** Read slots by memcached key, for the quiet gets' replies (which carry their key). */
   #readIndex: Map<string, number> | undefined
@@ -463,6 +465,7 @@ class CounterBatch implements Request {
       switch (outcome.kind) {
         case 'value':
           this.#outcome.values[index] = outcome.value
+          this.#counted.push(index)
           break
         case 'missing':
           this.#outcome.values[index] = 0
@@ -529,20 +532,39 @@ class CounterBatch implements Request {
     }
   }
 
-  /** Deletes the corrupt counters (the next increment recreates them) and fails this call. */
+  /**
+   * Deletes the corrupt counters (the next increment recreates them), takes back what the
+   * other increments of this call counted (the call fails, so nothing of it may stay counted),
+   * and fails the call.
+   */
   #deleteCorrupt(): void {
     const store = this.#store
     const server = this.#connection.server
     const id = store.nextId()
+    const takeBack = this.#counted
+      .map((index) => this.#increments[index] as SlotIncrement)
+      .filter(({ amount }) => amount > 0)
+      .map(({ slot, amount }) => ({ counter: this.#base + String(slot), amount }))
+      .filter(({ counter }) => !this.#corrupt.includes(counter))
     let bytes = requestBytes(0, false)
     for (const counter of this.#corrupt) {
       bytes += requestBytes(counter.length, false)
+    }
+    for (const { counter } of takeBack) {
+      bytes += requestBytes(counter.length, true)
     }
     const batch = Buffer.allocUnsafe(bytes)
     let at = 0
     for (const counter of this.#corrupt) {
       at = writeRequest(batch, at, Opcode.deleteq, counter, id)
       store.emit({ type: 'corrupt-counter', server, counter, key: this.#key })
+    }
+    for (const { counter, amount } of takeBack) {
+      at = writeRequest(batch, at, Opcode.decrement, counter, id, {
+        amount,
+        initial: 0,
+        expiry: NO_CREATE,
+      })
     }
     writeRequest(batch, at, Opcode.noop, '', id)
     this.#connection.send(id, batch, {
