@@ -39,10 +39,17 @@ function logMemcacheEvent(logger: Logger, event: MemcacheEvent): void {
       )
       break
     case 'create-race':
-      logger.debug('an increment lost the race to create its counter and was sent again', {
-        server: event.server,
-        counter: event.counter,
-      })
+      if (event.resent) {
+        logger.debug('an increment lost the race to create its counter and was sent again', {
+          server: event.server,
+          counter: event.counter,
+        })
+      } else {
+        logger.warn(
+          'an increment lost the race to create its counter every time it was sent: its requester was decided as STORE_FAILURE_MODE says, once',
+          { server: event.server, counter: event.counter },
+        )
+      }
   }
 }
 

@@ -279,14 +279,23 @@ describe('FailoverStore', () => {
     }
   })
 
-  it('reports the state through ping', async () => {
-    const { store, primary } = setup()
+  it('reports the state through ping, and a ping never cuts a back-off short', async () => {
+    const { store, primary, advance, changes } = setup()
     primary.mode = 'fail'
     await expect(store.ping()).rejects.toBeInstanceOf(StoreError)
     expect(store.state).toBe('down')
     primary.mode = 'ok'
+    // A health check within the back-off reports the state without asking the primary...
+    const pings = primary.pings
+    await expect(store.ping()).rejects.toThrow(/down, the next probe is due in 100 ms/)
+    expect(primary.pings).toBe(pings)
+    expect(store.state).toBe('down')
+    // ...and once a probe is due, it is that probe.
+    advance(100)
     await store.ping()
+    expect(primary.pings).toBe(pings + 1)
     expect(store.state).toBe('up')
+    expect(changes.map((c) => c.state)).toEqual(['down', 'up'])
   })
 
   it('refuses bad options', () => {
@@ -338,11 +347,12 @@ describe('a limiter on a FailoverStore', () => {
     later(5000)
     expect(await admitted(limiter, 'a', 1)).toBe(1)
     later(5000)
-    // Down: the local limiter decides alone, from its own (empty) counts.
+    // Down: the local limiter decides alone, from its own (empty) counts, not on top of the
+    // shared counts it had cached.
     primary.mode = 'fail'
-    expect(await admitted(limiter, 'a', 3)).toBe(3)
+    expect(await admitted(limiter, 'a', 12)).toBe(10)
     later(5000)
-    expect(await admitted(limiter, 'a', 1)).toBe(1)
+    expect(await admitted(limiter, 'a', 1)).toBe(0)
     expect(changes.map((c) => c.state)).toEqual(['down'])
     // Back: the shared store's 7 count again, and nothing the outage cached.
     primary.mode = 'ok'

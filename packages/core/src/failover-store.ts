@@ -36,6 +36,11 @@ export interface StoreStateChange {
   retryInMs?: number
 }
 
+/**
+ * Milliseconds a recovered primary must stay up (or as long as the last back-off, if shorter)
+ * for its next failure to start from the shortest back-off again.
+ */
+const STABLE_MS = 1000
 /** Keys whose one-call detour to the fallback is remembered (for {@link FailoverStore.epochOf}). */
 const KEY_EPOCHS = 10_000
 
@@ -100,6 +105,8 @@ export class FailoverStore implements Store {
   #backoffMs: number
   /** When the primary last came back (or -Infinity: up from the start). */
   #upSince = Number.NEGATIVE_INFINITY
+  /** Why the primary is down. */
+  #lastError: unknown
   #nextProbeAt = 0
   #probing = false
 
@@ -182,8 +189,24 @@ export class FailoverStore implements Store {
     return answer.catch((error: unknown) => this.#failed(error, key, increments, reads, ttlSeconds))
   }
 
-  /** Pings the primary, updating the state; rejects when it does not answer. */
+  /**
+   * Pings the primary, updating the state; rejects when it does not answer. While the primary
+   * is down, a ping is the breaker's probe when one is due, and otherwise rejects at once with
+   * the known state: a health check never cuts a back-off short.
+   */
   async ping(): Promise<void> {
+    if (this.#state === 'down') {
+      const waitMs = this.#nextProbeAt - this.#now()
+      if (this.#probing || waitMs > 0) {
+        throw new StoreError(
+          this.name,
+          `down, the next probe is due in ${Math.max(0, Math.ceil(waitMs))} ms`,
+          { cause: this.#lastError },
+        )
+      }
+      await this.#probe()
+      return
+    }
     try {
       await this.#withDeadline(this.primary.ping())
     } catch (error) {
@@ -191,7 +214,6 @@ export class FailoverStore implements Store {
       this.#markDown(failure)
       throw failure
     }
-    this.#markUp()
   }
 
   async close(): Promise<void> {
@@ -287,12 +309,13 @@ export class FailoverStore implements Store {
     }
     this.#state = 'down'
     this.#switched()
+    this.#lastError = error
     const now = this.#now()
-    // A primary that fails again soon after a probe said it was back (a probe cannot see every
-    // failure: memcached out of memory still answers a no-op) keeps backing off further,
-    // instead of flapping at the shortest back-off.
+    // A primary that fails again right after a probe said it was back (a probe cannot see
+    // every failure: memcached out of memory still answers a no-op) keeps backing off further,
+    // instead of flapping at the shortest back-off. One that stayed up a while starts over.
     this.#backoffMs =
-      now - this.#upSince >= this.#maxBackoffMs
+      now - this.#upSince >= Math.min(this.#backoffMs, STABLE_MS)
         ? this.#minBackoffMs
         : Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
     this.#nextProbeAt = now + this.#backoffMs
@@ -319,23 +342,23 @@ export class FailoverStore implements Store {
     if (this.#probing || this.#now() < this.#nextProbeAt) {
       return
     }
+    this.#probe().catch(() => undefined)
+  }
+
+  /** Pings the primary: up when it answers, else a longer back-off before the next probe. */
+  async #probe(): Promise<void> {
     this.#probing = true
-    let probe: Promise<void>
     try {
-      probe = this.#withDeadline(this.primary.ping())
+      await this.#withDeadline(this.primary.ping())
     } catch (error) {
-      probe = Promise.reject(asStoreError(this.name, error))
+      const failure = asStoreError(this.name, error)
+      this.#lastError = failure
+      this.#backoffMs = Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
+      this.#nextProbeAt = this.#now() + this.#backoffMs
+      throw failure
+    } finally {
+      this.#probing = false
     }
-    probe.then(
-      () => {
-        this.#probing = false
-        this.#markUp()
-      },
-      () => {
-        this.#probing = false
-        this.#backoffMs = Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
-        this.#nextProbeAt = this.#now() + this.#backoffMs
-      },
-    )
+    this.#markUp()
   }
 }

@@ -39,7 +39,11 @@ export interface ConnectionState {
 /** Options of a {@link Connection}. */
 export interface ConnectionOptions {
   deadlineMs: number
+  /** Milliseconds a new socket has to connect and authenticate before it is dropped. */
+  connectTimeoutMs: number
   keepAlive: boolean
+  username: string | undefined
+  password: string | undefined
   /** The store's name, for errors. */
   store: string
   onState: (change: ConnectionState) => void
@@ -54,6 +58,8 @@ interface InFlight {
   socket: Socket | undefined
   /** performance.now() after which it has missed its deadline. */
   deadline: number
+  /** Handed to the socket (not still waiting for it to connect). */
+  written: boolean
   done: boolean
 }
 
@@ -79,7 +85,12 @@ export class Connection {
     this.#link = new MemjsLink(
       host,
       port,
-      { keepAlive: options.keepAlive },
+      {
+        keepAlive: options.keepAlive,
+        connectTimeoutMs: options.connectTimeoutMs,
+        ...(options.username !== undefined && { username: options.username }),
+        ...(options.password !== undefined && { password: options.password }),
+      },
       {
         reply: (reply) => {
           this.#reply(reply)
@@ -107,7 +118,14 @@ export class Connection {
       request.onFail(new StoreError(this.#options.store, 'the store is closed'))
       return
     }
-    const entry: InFlight = { id, request, socket: undefined, deadline: 0, done: false }
+    const entry: InFlight = {
+      id,
+      request,
+      socket: undefined,
+      deadline: 0,
+      written: false,
+      done: false,
+    }
     this.#byId.set(id, entry)
     this.#queuedBytes.push(bytes)
     this.#queued.push(entry)
@@ -119,13 +137,17 @@ export class Connection {
     }
   }
 
-  /** Sends what is queued, then ends the connection once memcached has answered it. */
-  close(): void {
-    if (!this.#closed) {
-      this.#flush()
-      this.#closed = true
-      this.#link.close()
+  /**
+   * Sends what is queued, then ends the connection once it has gone out; resolves when the
+   * socket has closed (memcached answers what it received first).
+   */
+  close(): Promise<void> {
+    if (this.#closed) {
+      return Promise.resolve()
     }
+    this.#flush()
+    this.#closed = true
+    return this.#link.close()
   }
 
   #flush(): void {
@@ -148,11 +170,16 @@ export class Connection {
       const bytes = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts)
       socket = this.#link.write(bytes, () => {
         // Handed to the socket: memcached's time starts now (later than the flush when the
-        // socket was still connecting).
+        // socket was still connecting). Requests that all failed while it connected are not
+        // sent at all: their operations must not land after their callers were told they failed.
         const written = performance.now() + deadlineMs
+        let wanted = false
         for (const entry of entries) {
           entry.deadline = written
+          entry.written = true
+          wanted ||= !entry.done
         }
+        return wanted
       })
     } catch (error) {
       const failure = new StoreError(
@@ -245,6 +272,19 @@ export class Connection {
         this.#compact()
         this.#arm(oldest.deadline - performance.now())
         return
+      }
+      if (!oldest.written) {
+        // Its socket is still connecting or authenticating: this request fails, the socket stays
+        // (a handshake of several round trips may take longer than one request's deadline; the
+        // socket's own connect timeout drops it if it never becomes ready).
+        this.#fail(
+          oldest,
+          new StoreError(
+            this.#options.store,
+            `no connection to ${this.server} within the ${this.#options.deadlineMs} ms deadline`,
+          ),
+        )
+        continue
       }
       const delay = this.#options.loopDelayMs()
       const error = new StoreError(

@@ -2,9 +2,12 @@
 // break, and counters forced to their limits. Each test failed before its fix.
 
 import { FailoverStore, StoreError, StoreKeyError, createLimiter } from '@slidelimit/core'
+import { createServer } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { MemcacheStore } from './memcache-store.js'
 import type { MemcacheEvent, MemcacheStoreOptions } from './memcache-store.js'
+import { Opcode, readPacket } from './protocol.js'
 import { startFaultProxy } from './testing/fault-proxy.js'
 import type { FaultProxy } from './testing/fault-proxy.js'
 import { memcachedAvailable, startMemcached } from './testing/memcached.js'
@@ -38,6 +41,80 @@ async function timed<T>(
     return { ms: performance.now() - started, value }
   } catch (error) {
     return { ms: performance.now() - started, error }
+  }
+}
+
+/**
+ * A fake memcached that asks for SASL (PLAIN) and answers every packet `rttMs` later; it
+ * accepts the credentials when `accept` says so. Increments answer 1, everything else OK.
+ */
+async function saslServer(
+  rttMs: number,
+  accept = true,
+): Promise<{ address: string; connections: () => number; close: () => Promise<void> }> {
+  const reply = (opcode: number, status: number, opaque: number, body = Buffer.alloc(0)) => {
+    const packet = Buffer.alloc(24 + body.length)
+    packet[0] = 0x81
+    packet[1] = opcode
+    packet.writeUInt16BE(status, 6)
+    packet.writeUInt32BE(body.length, 8)
+    packet.writeUInt32BE(opaque, 12)
+    body.copy(packet, 24)
+    return packet
+  }
+  let connections = 0
+  const sockets = new Set<Socket>()
+  const server = createServer((socket) => {
+    connections++
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => undefined)
+    let buffered = Buffer.alloc(0)
+    let authenticated = false
+    socket.on('data', (data: Buffer) => {
+      buffered = Buffer.concat([buffered, data])
+      const out: Buffer[] = []
+      for (let packet = readPacket(buffered); packet !== undefined; packet = readPacket(buffered)) {
+        buffered = buffered.subarray(packet.bytes)
+        const { opcode, opaque } = packet
+        if (opcode === 0x20) {
+          out.push(reply(0x20, 0, opaque, Buffer.from('PLAIN')))
+        } else if (opcode === 0x21) {
+          authenticated = accept
+          out.push(
+            reply(
+              0x21,
+              accept ? 0 : 0x20,
+              opaque,
+              Buffer.from(accept ? 'Authenticated' : 'Auth failure'),
+            ),
+          )
+        } else if (!authenticated) {
+          out.push(reply(opcode, 0x20, opaque))
+        } else if (opcode === Opcode.increment) {
+          const one = Buffer.alloc(8)
+          one.writeUInt32BE(1, 4)
+          out.push(reply(opcode, 0, opaque, one))
+        } else {
+          out.push(reply(opcode, 0, opaque))
+        }
+      }
+      if (out.length > 0) {
+        setTimeout(() => socket.write(Buffer.concat(out)), rttMs)
+      }
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    address: `127.0.0.1:${port}`,
+    connections: () => connections,
+    close: async () => {
+      for (const socket of sockets) {
+        socket.destroy()
+      }
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
   }
 }
 
@@ -386,6 +463,96 @@ describe.skipIf(!available)('MemcacheStore under faults', () => {
       expect(await answer).toEqual([1])
       expect(events.map((e) => e.type)).toEqual(['up'])
     }
+  })
+
+  it('connects to a SASL server whose handshake takes longer than one deadline', async () => {
+    // Each request answers in 30 ms, inside the 50 ms deadline; a new connection needs two
+    // SASL round trips (60 ms) before its first request can go out.
+    const sasl = await saslServer(30)
+    try {
+      const { store: s } = store({ servers: sasl.address, username: 'user', password: 'secret' })
+      const outcomes: string[] = []
+      for (let i = 0; i < 10; i++) {
+        outcomes.push(
+          await s.update('k', one, [], 60).then(
+            (values) => values.join(),
+            (error: unknown) => String(error),
+          ),
+        )
+      }
+      // The first request fails waiting for the handshake; the connection is kept and used.
+      expect(outcomes.slice(1)).toEqual(Array<string>(9).fill('1'))
+      expect(sasl.connections()).toBe(1)
+    } finally {
+      await sasl.close()
+    }
+  })
+
+  it('leaks nothing, and warns nothing, while a SASL server keeps refusing the credentials', async () => {
+    const sasl = await saslServer(0, false)
+    try {
+      const { store: s } = store({ servers: sasl.address, username: 'user', password: 'wrong' })
+      for (let i = 0; i < 30; i++) {
+        await expect(s.ping()).rejects.toBeInstanceOf(StoreError)
+      }
+      expect(sasl.connections()).toBeGreaterThanOrEqual(30)
+      // Node warns when more than 10 listeners pile up on one emitter (memjs's 'authenticated'
+      // listener of each refused connection, before the adapter removed them).
+      expect(warnings.map((w) => w.name)).not.toContain('MaxListenersExceededWarning')
+    } finally {
+      await sasl.close()
+    }
+  })
+
+  it('keeps using the new socket when the dropped one closes after it was opened', async () => {
+    proxy = await startFaultProxy(memcached.address)
+    const { store: s } = store()
+    await s.update('a', one, [], 60)
+    // The next batch gets no answer; a second request is due in the timers phase where its
+    // deadline drops the socket, and opens the new one before the old one's 'close' comes.
+    await proxy.set({ kind: 'cut', packets: 0 })
+    const cut = s.update('a', one, [], 60).catch((e: unknown) => e)
+    let late: Promise<unknown> = Promise.resolve()
+    await new Promise<void>((resolve) => {
+      setImmediate(() => {
+        setTimeout(() => {
+          late = s.update('b', one, [], 60).catch((e: unknown) => e)
+        }, DEADLINE_MS + 5)
+        const end = performance.now() + 120
+        while (performance.now() < end) {
+          // busy
+        }
+        resolve()
+      })
+    })
+    expect(await cut).toBeInstanceOf(StoreError)
+    await sleep(100)
+    expect(await late).toEqual([1])
+    for (let i = 0; i < 5; i++) {
+      expect(await Promise.all([s.update('c', one, [], 60), s.update('d', one, [], 60)])).toEqual([
+        [i + 1],
+        [i + 1],
+      ])
+    }
+    // One connection in use, the cut one gone: none left behind.
+    expect(proxy.open).toBe(1)
+  })
+
+  it('never creates a counter with a rollback', async () => {
+    proxy = await startFaultProxy(memcached.address)
+    const { store: s } = store()
+    expect(await s.update('gone', [{ slot: 3, amount: -1 }], [3], 60)).toEqual([0, 0])
+    expect(await memcached.command(`get ${s.keyBase('gone')}3`)).toBe('END\r\n')
+  })
+
+  it('sends what was queued for a connection still opening when it is closed, then closes it', async () => {
+    const { store: s } = store({ servers: memcached.address })
+    const queued = s.update('closing', one, [], 60)
+    const before = await memcached.clients()
+    await s.close()
+    expect(await queued).toEqual([1])
+    // close() resolved once memcached had closed the connection.
+    expect(await memcached.clients()).toBe(before === 0 ? 0 : before - 1)
   })
 
   it('counts request ids across 2^31 and 2^32 without a throw', async () => {

@@ -39,8 +39,11 @@ export type MemcacheEvent =
   | { type: 'down'; server: string; error: string }
   /** A counter held something that is not a number; it was deleted. */
   | { type: 'corrupt-counter'; server: string; counter: string; key: string }
-  /** An increment lost the race to create its counter and was sent again (normal under load). */
-  | { type: 'create-race'; server: string; counter: string }
+  /**
+   * An increment lost the race to create its counter (normal under load) and was sent again;
+   * or, `resent: false`, it lost it too often and its call failed.
+   */
+  | { type: 'create-race'; server: string; counter: string; resent: boolean }
 
 /** Options of {@link MemcacheStore}. */
 export interface MemcacheStoreOptions {
@@ -57,6 +60,18 @@ export interface MemcacheStoreOptions {
   onEvent?: (event: MemcacheEvent) => void
   /** TCP keep-alive on the sockets. Defaults to `true`. */
   keepAlive?: boolean
+  /**
+   * Milliseconds a new connection has to connect, and authenticate with SASL, before it is
+   * dropped. Requests waiting for it fail at their own deadline meanwhile. Defaults to
+   * `max(1000, 4 * deadlineMs)`.
+   */
+  connectTimeoutMs?: number
+  /**
+   * SASL credentials (PLAIN), for servers that ask for them. Default to the variables memjs
+   * reads: MEMCACHIER_USERNAME / MEMCACHE_USERNAME and MEMCACHIER_PASSWORD / MEMCACHE_PASSWORD.
+   */
+  username?: string
+  password?: string
   /**
    * The clock, in milliseconds since the epoch: counters living longer than 30 days are sent
    * with an absolute expiry. Defaults to `Date.now`.
@@ -111,6 +126,7 @@ export class MemcacheStore implements Store {
   readonly #keyBases = new Map<string, string>()
   readonly #onEvent: (event: MemcacheEvent) => void
   readonly #now: () => number
+  readonly #connectTimeoutMs: number
   readonly #loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS })
   /** What a batch needs of the store. */
   readonly #context: BatchContext
@@ -123,6 +139,9 @@ export class MemcacheStore implements Store {
     prefix = 'sl:',
     onEvent = () => undefined,
     keepAlive = true,
+    connectTimeoutMs,
+    username,
+    password,
     now = Date.now,
     firstRequestId = 1,
   }: MemcacheStoreOptions = {}) {
@@ -136,6 +155,22 @@ export class MemcacheStore implements Store {
     if (typeof onEvent !== 'function') {
       throw new ConfigError('onEvent', onEvent, 'a function of an event')
     }
+    const connectMs = connectTimeoutMs ?? Math.max(1000, 4 * deadlineMs)
+    if (!Number.isFinite(connectMs) || connectMs <= 0 || connectMs > 600_000) {
+      throw new ConfigError(
+        'connectTimeoutMs',
+        connectTimeoutMs,
+        'milliseconds above 0, at most 600000',
+      )
+    }
+    for (const [option, value] of [
+      ['username', username],
+      ['password', password],
+    ] as const) {
+      if (value !== undefined && typeof value !== 'string') {
+        throw new ConfigError(option, value, 'a string')
+      }
+    }
     if (typeof now !== 'function') {
       throw new ConfigError('now', now, 'a function returning milliseconds')
     }
@@ -143,6 +178,7 @@ export class MemcacheStore implements Store {
       throw new ConfigError('firstRequestId', firstRequestId, 'a whole number from 0 to 2^32 - 1')
     }
     this.deadlineMs = deadlineMs
+    this.#connectTimeoutMs = connectMs
     this.prefix = prefix
     this.#onEvent = onEvent
     this.#now = now
@@ -160,7 +196,10 @@ export class MemcacheStore implements Store {
       ({ host, port }, i) =>
         new Connection(host, port, this.servers[i] as string, {
           deadlineMs,
+          connectTimeoutMs: connectMs,
           keepAlive,
+          username,
+          password,
           store: this.name,
           loopDelayMs: () => this.#takeLoopDelay(),
           onState: ({ server, state, error, restored }) => {
@@ -293,16 +332,23 @@ export class MemcacheStore implements Store {
     return Object.fromEntries(this.servers.map((server, i) => [server, all[i] ?? {}]))
   }
 
-  /** Sends what is queued, then closes the connections once memcached has answered it. */
-  close(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true
-      for (const connection of this.#connections) {
-        connection.close()
-      }
-      this.#loopDelay.disable()
+  /**
+   * Sends what is queued, then closes the connections; resolves once they have closed (after
+   * memcached answered what it received), or after `connectTimeoutMs` at most.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) {
+      return
     }
-    return Promise.resolve()
+    this.#closed = true
+    this.#loopDelay.disable()
+    let timer: NodeJS.Timeout | undefined
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#connectTimeoutMs)
+      timer.unref()
+    })
+    await Promise.race([Promise.all(this.#connections.map((c) => c.close())), bound])
+    clearTimeout(timer)
   }
 
   /** The next request id: unsigned 32 bits, wrapping, never 0 (memjs's SASL requests use 0). */
@@ -377,6 +423,8 @@ class CounterBatch implements Request {
   #failure: StoreError | undefined
   /** Read slots by memcached key, for the quiet gets' replies (which carry their key). */
   #readIndex: Map<string, number> | undefined
+  /** Pairs of value indexes (from, to) of counters read more than once. */
+  #copies: number[] | undefined
 
   constructor(
     store: BatchContext,
@@ -414,13 +462,21 @@ class CounterBatch implements Request {
       bytes += requestBytes(counter.length, true)
     }
     if (withReads) {
-      this.#readIndex = new Map()
+      const readIndex = new Map<string, number>()
       for (let i = 0; i < this.#reads.length; i++) {
         const counter = base + String(this.#reads[i])
-        this.#readIndex.set(counter, this.#increments.length + i)
-        keys.push(counter)
-        bytes += requestBytes(counter.length, false)
+        const at = this.#increments.length + i
+        const first = readIndex.get(counter)
+        if (first === undefined) {
+          readIndex.set(counter, at)
+          keys.push(counter)
+          bytes += requestBytes(counter.length, false)
+        } else {
+          // The same counter read twice: one get, its value in both places.
+          ;(this.#copies ??= []).push(first, at)
+        }
       }
+      this.#readIndex = readIndex
     }
     const id = this.#store.nextId()
     const batch = Buffer.allocUnsafe(bytes)
@@ -472,7 +528,6 @@ class CounterBatch implements Request {
           break
         case 'lost-create-race':
           this.#again.push(index)
-          this.#store.emit({ type: 'create-race', server: this.#connection.server, counter })
           break
         case 'not-a-number':
           this.#corrupt.push(counter)
@@ -516,7 +571,16 @@ class CounterBatch implements Request {
     } else if (this.#corrupt.length > 0) {
       this.#deleteCorrupt()
     } else if (this.#again.length > 0) {
-      if (this.#attempt < CREATE_ATTEMPTS) {
+      const resent = this.#attempt < CREATE_ATTEMPTS
+      for (const index of this.#again) {
+        this.#store.emit({
+          type: 'create-race',
+          server: this.#connection.server,
+          counter: this.#base + String((this.#increments[index] as SlotIncrement).slot),
+          resent,
+        })
+      }
+      if (resent) {
         this.send(this.#again)
       } else {
         this.#outcome.reject(
@@ -528,7 +592,14 @@ class CounterBatch implements Request {
         )
       }
     } else {
-      this.#outcome.resolve(this.#outcome.values)
+      const { values } = this.#outcome
+      const copies = this.#copies
+      if (copies !== undefined) {
+        for (let i = 0; i < copies.length; i += 2) {
+          values[copies[i + 1] as number] = values[copies[i] as number] as number
+        }
+      }
+      this.#outcome.resolve(values)
     }
   }
 

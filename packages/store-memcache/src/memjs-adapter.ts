@@ -15,10 +15,16 @@
 // - Its 'close' and 'error' listeners clear or destroy whichever socket is current when they
 //   fire, which may be a newer one. They are replaced by listeners that act on their own socket.
 // - Its connect timeout `end()`s a socket without destroying it, and `Server.write` keeps a
-//   deadline queue. Neither is used: this package drops a socket that misses a deadline.
+//   deadline queue. Neither is used: a socket not ready within `connectTimeoutMs` is destroyed,
+//   and connection.ts drops a socket that misses a request's deadline.
 // - A callback waiting for a socket may be called with a newer socket; it never writes there.
+// - Its SASL handshake waits on an 'authenticated' listener on the server, which outlives a
+//   socket that never authenticates (credentials refused, socket dropped): one leaked listener,
+//   holding the socket, per attempt. It is removed when its socket closes.
 // - `respond` looks callbacks up in maps that leak when a socket closes without an error; it is
 //   replaced by one function that hands every reply to this package.
+// - `close()` ends a socket that is still connecting before the writes waiting for it: the end
+//   is queued behind them instead.
 //
 // memjs is pinned to exactly MEMJS_VERSION in package.json, and `checkMemjs` refuses any other
 // version, or one whose shape differs, when a store is constructed.
@@ -38,7 +44,7 @@ export interface MemjsReply {
 }
 
 /** The memjs.Server members used here (several are missing from its type declarations). */
-interface ServerInternals {
+interface ServerInternals extends NodeJS.EventEmitter {
   _socket?: Socket
   connected: boolean
   timeoutSet: boolean
@@ -105,21 +111,42 @@ export interface LinkEvents {
 export interface LinkOptions {
   /** TCP keep-alive on the sockets. */
   keepAlive: boolean
+  /**
+   * Milliseconds a new socket has to connect (and authenticate) before it is dropped. Apart
+   * from request deadlines: a handshake of several round trips may take longer than one request.
+   */
+  connectTimeoutMs: number
+  /** SASL credentials; memjs falls back to MEMCACHIER_* / MEMCACHE_* variables. */
+  username?: string
+  password?: string
 }
 
 /** One memcached server's socket, through memjs.Server, with the gaps above closed. */
 export class MemjsLink {
   readonly #server: ServerInternals
   readonly #events: LinkEvents
+  readonly #connectTimeoutMs: number
   /** The socket written on last. */
   #current: Socket | undefined
   /** Why each failed socket failed, for its close event. */
   readonly #reasons = new WeakMap<Socket, Error>()
+  /** Sockets that connected (and authenticated): requests are written on them. */
+  readonly #ready = new WeakSet<Socket>()
+  /** The timer that drops a socket still not ready after connectTimeoutMs. */
+  readonly #connectTimers = new WeakMap<Socket, NodeJS.Timeout>()
+  /** memjs's 'authenticated' listener of a socket that is still authenticating. */
+  readonly #authListeners = new WeakMap<Socket, (...args: unknown[]) => void>()
 
-  constructor(host: string, port: number, { keepAlive }: LinkOptions, events: LinkEvents) {
+  constructor(
+    host: string,
+    port: number,
+    { keepAlive, connectTimeoutMs, username, password }: LinkOptions,
+    events: LinkEvents,
+  ) {
     checkMemjs()
     this.#events = events
-    const server = new memjs.Server(host, port, undefined, undefined, {
+    this.#connectTimeoutMs = connectTimeoutMs
+    const server = new memjs.Server(host, port, username, password, {
       keepAlive,
       // memjs's own timers stay out of the way: this package drops silent sockets itself.
       timeout: 3600,
@@ -146,19 +173,21 @@ export class MemjsLink {
 
   /**
    * Writes `bytes` on the current socket, first connecting (and authenticating) when there is
-   * none; returns the socket they go out on. `written` is called when they are handed to the
-   * socket: at once on a connected socket, else once it has connected. Throws when memjs makes
-   * no socket.
+   * none; returns the socket they go out on. `handOver` is called when they are about to be
+   * handed to the socket (at once on a ready socket, else once it is ready) and says whether
+   * they are still wanted. Throws when memjs makes no socket.
    */
-  write(bytes: Buffer, written: () => void): Socket {
+  write(bytes: Buffer, handOver: () => boolean): Socket {
     const server = this.#server
     // The socket these bytes are for, known once sock() returns; a callback that runs later
     // with another (newer) socket must not write there.
     const target: { socket?: Socket; known: boolean } = { known: false }
     server.sock(false, (ready) => {
       if (!target.known || ready === target.socket) {
-        ready.write(bytes)
-        written()
+        this.#becameReady(ready)
+        if (handOver()) {
+          ready.write(bytes)
+        }
       }
     })
     const socket = server._socket
@@ -185,9 +214,41 @@ export class MemjsLink {
     }
   }
 
-  /** Ends the socket after what was written; its close event follows. */
-  close(): void {
-    this.#server.close()
+  /** Whether `socket` has connected (and authenticated). */
+  isReady(socket: Socket): boolean {
+    return this.#ready.has(socket)
+  }
+
+  /**
+   * Ends the current socket once what was written on it, or is waiting for it to connect, has
+   * gone out; its close event follows. Resolves when it has closed (at once when there is none).
+   */
+  close(): Promise<void> {
+    const server = this.#server
+    const socket = server._socket
+    if (socket === undefined) {
+      return Promise.resolve()
+    }
+    const closed = new Promise<void>((resolve) => {
+      socket.once('close', () => {
+        resolve()
+      })
+    })
+    // After the writes queued for the connect, in order; at once on a connected socket.
+    server.sock(false, (ready) => {
+      if (ready === socket) {
+        ready.end()
+      }
+    })
+    return closed
+  }
+
+  #becameReady(socket: Socket): void {
+    if (!this.#ready.has(socket)) {
+      this.#ready.add(socket)
+      clearTimeout(this.#connectTimers.get(socket))
+      this.#authListeners.delete(socket)
+    }
   }
 
   /** Takes over a socket memjs just made. */
@@ -196,11 +257,27 @@ export class MemjsLink {
     this.#current = socket
     // A new byte stream: nothing a dead socket left half-read may be glued in front of it.
     server.responseBuffer = Buffer.alloc(0)
-    // memjs's connect timeout end()s without destroying; deadlines drop silent sockets instead.
+    // memjs's connect timeout end()s without destroying: this one destroys.
     socket.setTimeout(0)
     server.timeoutSet = false
+    const timer = setTimeout(() => {
+      if (!this.#ready.has(socket)) {
+        this.drop(socket, new Error(`not connected within ${this.#connectTimeoutMs} ms`))
+      }
+    }, this.#connectTimeoutMs)
+    timer.unref()
+    this.#connectTimers.set(socket, timer)
     // Requests and replies are small and awaited: no Nagle delay behind an unacknowledged write.
     socket.setNoDelay(true)
+    socket.once('connect', () => {
+      // memjs's connect callback (which ran just before) waits for SASL with a listener on the
+      // server that outlives this socket if it never authenticates: remember it to remove it.
+      const waiting = server.rawListeners('authenticated')
+      const listener = waiting[waiting.length - 1]
+      if (!this.#ready.has(socket) && listener !== undefined) {
+        this.#authListeners.set(socket, listener as (...args: unknown[]) => void)
+      }
+    })
     socket.removeAllListeners('error')
     socket.removeAllListeners('close')
     socket.on('error', (error) => {
@@ -214,6 +291,12 @@ export class MemjsLink {
       }
     })
     socket.on('close', () => {
+      clearTimeout(timer)
+      const listener = this.#authListeners.get(socket)
+      if (listener !== undefined) {
+        server.removeListener('authenticated', listener)
+        this.#authListeners.delete(socket)
+      }
       if (server._socket === socket) {
         server._socket = undefined
         server.connected = false

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import type { Fixture } from './protocol.capture.js'
 import {
+  LAST_EXPIRY,
   NO_CREATE,
   Opcode,
   RELATIVE_EXPIRY_LIMIT,
@@ -129,6 +130,9 @@ describe('the binary protocol against bytes from a real memcached', () => {
       1_800_000_000 + RELATIVE_EXPIRY_LIMIT + 1,
     )
     expect(NO_CREATE).toBe(0xffffffff)
+    // A window of a century would not fit the 32-bit field: the counter lives until 2106.
+    expect(expiryField(100 * 365 * 86_400, now)).toBe(LAST_EXPIRY)
+    expect(LAST_EXPIRY).toBe(0xfffffffe)
   })
 
   it('frames nothing from half a packet', () => {

@@ -36,6 +36,8 @@ export const COUNTER_EXTRAS_BYTES = 20
 export const RELATIVE_EXPIRY_LIMIT = 2_592_000
 /** The expiry of a counter operation that must not create a missing counter. */
 export const NO_CREATE = 0xffffffff
+/** The latest absolute expiry that can be sent (the next value is {@link NO_CREATE}). */
+export const LAST_EXPIRY = NO_CREATE - 1
 /** The longest key memcached accepts, in bytes. */
 export const MAX_KEY_BYTES = 250
 
@@ -46,7 +48,9 @@ export const MAX_KEY_BYTES = 250
  */
 export function expiryField(ttlSeconds: number, nowMs: number): number {
   const ttl = Math.max(1, Math.ceil(ttlSeconds))
-  return ttl <= RELATIVE_EXPIRY_LIMIT ? ttl : Math.floor(nowMs / 1000) + ttl
+  // The field has 32 bits, and its largest value means "do not create" to an increment: a
+  // counter that would outlive 2106 lives until then.
+  return ttl <= RELATIVE_EXPIRY_LIMIT ? ttl : Math.min(Math.floor(nowMs / 1000) + ttl, LAST_EXPIRY)
 }
 
 /** A counter operation's extras: add `amount`, or create at `initial` living until `expiry`. */

@@ -82,6 +82,12 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
       expect(values).toEqual([3, 4, 20, 0, 10, 3, 4])
     })
 
+    it('answers a counter read twice in both places', async () => {
+      const key = freshKey('twice')
+      await store.update(key, [{ slot: 5, amount: 2 }], [], 60)
+      expect(await store.update(key, [{ slot: 5, amount: 1 }], [5, 6, 5], 60)).toEqual([3, 3, 0, 3])
+    })
+
     it('keeps counters of different keys and slots apart', async () => {
       const a = freshKey('a')
       const b = freshKey('b')
