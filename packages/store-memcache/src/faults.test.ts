@@ -113,7 +113,11 @@ async function saslServer(
       for (const socket of sockets) {
         socket.destroy()
       }
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve()
+        })
+      })
     },
   }
 }
