@@ -150,10 +150,55 @@ describe('FailoverStore', () => {
     }
     const downs = changes.filter((c) => c.state === 'down').map((c) => c.retryInMs)
     expect(downs).toEqual([100, 200, 400, 400, 400])
-    // Up for longer than the longest back-off: the next failure starts from the shortest again.
-    advance(500)
+    // However long it stays up without traffic, it has not answered a call yet.
+    advance(60_000)
+    await store.update('k', inc, [], 60)
+    expect(changes.at(-1)).toMatchObject({ state: 'down', retryInMs: 400 })
+    // Back for real: it answers calls, and its next failure starts from the shortest back-off.
+    primary.mode = 'ok'
+    advance(400)
+    await store.update('k', inc, [], 60)
+    await flush()
+    expect(await store.update('k', inc, [], 60)).toEqual([1])
+    primary.mode = 'fail'
     await store.update('k', inc, [], 60)
     expect(changes.at(-1)).toMatchObject({ state: 'down', retryInMs: 100 })
+  })
+
+  it('probes at once when the clock went back, instead of in an hour', async () => {
+    const { store, primary, advance } = setup()
+    primary.mode = 'fail'
+    await store.update('k', inc, [], 60)
+    advance(-3_600_000) // the wall clock stepped back an hour
+    primary.mode = 'ok'
+    await store.ping()
+    expect(store.state).toBe('up')
+  })
+
+  it('gives up on a probe that never settles, so the breaker can close later', async () => {
+    let t = 1_700_000_000_000
+    const primary = new FlakyStore(() => t)
+    const store = new FailoverStore({
+      primary,
+      fallback: new MapStore(() => t),
+      minBackoffMs: 10,
+      maxBackoffMs: 40,
+      now: () => t,
+    })
+    primary.mode = 'fail'
+    await store.update('k', inc, [], 60)
+    // The primary has no deadline of its own, and its ping hangs once.
+    const ping = primary.ping.bind(primary)
+    primary.ping = () => {
+      primary.ping = ping
+      return new Promise(() => undefined)
+    }
+    t += 10
+    await expect(store.ping()).rejects.toThrow(/deadline/)
+    primary.mode = 'ok'
+    t += 1000
+    await store.ping()
+    expect(store.state).toBe('up')
   })
 
   it('refuses with StoreUnavailableError in closed mode', async () => {

@@ -36,11 +36,6 @@ export interface StoreStateChange {
   retryInMs?: number
 }
 
-/**
- * Milliseconds a recovered primary must stay up (or as long as the last back-off, if shorter)
- * for its next failure to start from the shortest back-off again.
- */
-const STABLE_MS = 1000
 /** Keys whose one-call detour to the fallback is remembered (for {@link FailoverStore.epochOf}). */
 const KEY_EPOCHS = 10_000
 
@@ -103,8 +98,16 @@ export class FailoverStore implements Store {
   /** Keys answered once by the fallback (their data was unusable) since the last switch. */
   readonly #keyEpochs = new Map<string, number>()
   #backoffMs: number
-  /** When the primary last came back (or -Infinity: up from the start). */
-  #upSince = Number.NEGATIVE_INFINITY
+  /**
+   * Whether the primary answered a call since it last came back (true from the start): one
+   * that fails its first calls after a probe passed has not really come back.
+   */
+  #answeredSinceUp = true
+  /** Records a primary answer, then passes its values on. */
+  readonly #answered = (values: number[]): number[] => {
+    this.#answeredSinceUp = true
+    return values
+  }
   /** Why the primary is down. */
   #lastError: unknown
   #nextProbeAt = 0
@@ -186,7 +189,9 @@ export class FailoverStore implements Store {
     } catch (error) {
       return this.#failed(error, key, increments, reads, ttlSeconds)
     }
-    return answer.catch((error: unknown) => this.#failed(error, key, increments, reads, ttlSeconds))
+    return answer.then(this.#answered, (error: unknown) =>
+      this.#failed(error, key, increments, reads, ttlSeconds),
+    )
   }
 
   /**
@@ -196,7 +201,7 @@ export class FailoverStore implements Store {
    */
   async ping(): Promise<void> {
     if (this.#state === 'down') {
-      const waitMs = this.#nextProbeAt - this.#now()
+      const waitMs = this.#untilProbe()
       if (this.#probing || waitMs > 0) {
         throw new StoreError(
           this.name,
@@ -273,8 +278,7 @@ export class FailoverStore implements Store {
    * the replies that already arrived one more turn of the event loop (timers run before socket
    * reads), so that a process busy with its own work does not mistake that for an outage.
    */
-  #withDeadline<T>(promise: Promise<T>): Promise<T> {
-    const ms = this.#deadlineMs
+  #withDeadline<T>(promise: Promise<T>, ms = this.#deadlineMs): Promise<T> {
     if (ms === undefined) {
       return promise
     }
@@ -311,13 +315,12 @@ export class FailoverStore implements Store {
     this.#switched()
     this.#lastError = error
     const now = this.#now()
-    // A primary that fails again right after a probe said it was back (a probe cannot see
-    // every failure: memcached out of memory still answers a no-op) keeps backing off further,
-    // instead of flapping at the shortest back-off. One that stayed up a while starts over.
-    this.#backoffMs =
-      now - this.#upSince >= Math.min(this.#backoffMs, STABLE_MS)
-        ? this.#minBackoffMs
-        : Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
+    // A primary that fails again before answering any call after a probe said it was back (a
+    // probe cannot see every failure: memcached out of memory still answers a no-op) keeps
+    // backing off further, instead of flapping at the shortest back-off.
+    this.#backoffMs = this.#answeredSinceUp
+      ? this.#minBackoffMs
+      : Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
     this.#nextProbeAt = now + this.#backoffMs
     this.#onStateChange({ state: 'down', error, retryInMs: this.#backoffMs })
   }
@@ -328,7 +331,7 @@ export class FailoverStore implements Store {
     }
     this.#state = 'up'
     this.#switched()
-    this.#upSince = this.#now()
+    this.#answeredSinceUp = false
     this.#onStateChange({ state: 'up' })
   }
 
@@ -339,17 +342,31 @@ export class FailoverStore implements Store {
   }
 
   #maybeProbe(): void {
-    if (this.#probing || this.#now() < this.#nextProbeAt) {
+    if (this.#probing || this.#untilProbe() > 0) {
       return
     }
     this.#probe().catch(() => undefined)
+  }
+
+  /**
+   * Milliseconds until the next probe is due (0 or less: due). A clock that went back (the
+   * wait is longer than the back-off) makes it due at once rather than in an hour.
+   */
+  #untilProbe(): number {
+    const wait = this.#nextProbeAt - this.#now()
+    if (wait > this.#backoffMs) {
+      this.#nextProbeAt = this.#now()
+      return 0
+    }
+    return wait
   }
 
   /** Pings the primary: up when it answers, else a longer back-off before the next probe. */
   async #probe(): Promise<void> {
     this.#probing = true
     try {
-      await this.#withDeadline(this.primary.ping())
+      // A probe always has a deadline: one that never settled would keep the breaker open.
+      await this.#withDeadline(this.primary.ping(), this.#deadlineMs ?? this.#maxBackoffMs)
     } catch (error) {
       const failure = asStoreError(this.name, error)
       this.#lastError = failure

@@ -78,6 +78,7 @@ export class Connection {
   #timer: NodeJS.Timeout | undefined
   #state: 'unknown' | 'up' | 'down' = 'unknown'
   #closed = false
+  #closing: Promise<void> | undefined
 
   constructor(host: string, port: number, server: string, options: ConnectionOptions) {
     this.server = server
@@ -142,12 +143,17 @@ export class Connection {
    * socket has closed (memcached answers what it received first).
    */
   close(): Promise<void> {
-    if (this.#closed) {
-      return Promise.resolve()
+    if (this.#closing === undefined) {
+      this.#flush()
+      this.#closed = true
+      this.#closing = this.#link.close()
     }
-    this.#flush()
-    this.#closed = true
-    return this.#link.close()
+    return this.#closing
+  }
+
+  /** Destroys the socket at once: for a close that took too long. */
+  destroy(): void {
+    this.#link.destroy()
   }
 
   #flush(): void {
@@ -273,10 +279,12 @@ export class Connection {
         this.#arm(oldest.deadline - performance.now())
         return
       }
-      if (!oldest.written) {
-        // Its socket is still connecting or authenticating: this request fails, the socket stays
-        // (a handshake of several round trips may take longer than one request's deadline; the
-        // socket's own connect timeout drops it if it never becomes ready).
+      if (!oldest.written && oldest.socket?.connecting === false) {
+        // Connected, still authenticating: this request fails, the socket stays (a SASL
+        // handshake of several round trips may take longer than one request's deadline; the
+        // socket's own connect timeout drops it if it never becomes ready). A socket whose TCP
+        // connect has not even completed is given up like a silent one, below: its SYN may be
+        // lost, and the next request should try a new one.
         this.#fail(
           oldest,
           new StoreError(

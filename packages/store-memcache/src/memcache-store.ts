@@ -132,6 +132,7 @@ export class MemcacheStore implements Store {
   readonly #context: BatchContext
   #lastId: number
   #closed = false
+  #closing: Promise<void> | undefined
 
   constructor({
     servers = '127.0.0.1:11211',
@@ -336,18 +337,28 @@ export class MemcacheStore implements Store {
    * Sends what is queued, then closes the connections; resolves once they have closed (after
    * memcached answered what it received), or after `connectTimeoutMs` at most.
    */
-  async close(): Promise<void> {
-    if (this.#closed) {
-      return
-    }
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true
     this.#loopDelay.disable()
     let timer: NodeJS.Timeout | undefined
-    const bound = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, this.#connectTimeoutMs)
+    const late = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => {
+        resolve(true)
+      }, this.#connectTimeoutMs)
       timer.unref()
     })
-    await Promise.race([Promise.all(this.#connections.map((c) => c.close())), bound])
+    const closed = Promise.all(this.#connections.map((c) => c.close())).then(() => false)
+    if (await Promise.race([closed, late])) {
+      // A server that does not close its side (a silent path): do not leave the sockets open.
+      for (const connection of this.#connections) {
+        connection.destroy()
+      }
+    }
     clearTimeout(timer)
   }
 
@@ -562,35 +573,53 @@ class CounterBatch implements Request {
     this.#outcome.reject(error)
   }
 
+  /**
+   * The batch is answered: resolve; or send the increments that lost a create race again; or
+   * fail, taking back what this call counted (a failed call counts nothing, as far as memcached
+   * still answers) and deleting the counters that held something not a number.
+   */
   #finish(): void {
     if (this.#answered !== this.#sent.length && this.#failure === undefined) {
       this.#failure = this.#error('memcached answered fewer counter operations than were sent')
     }
+    const server = this.#connection.server
     if (this.#failure !== undefined) {
+      this.#takeBack()
       this.#outcome.reject(this.#failure)
     } else if (this.#corrupt.length > 0) {
-      this.#deleteCorrupt()
+      for (const counter of this.#corrupt) {
+        this.#store.emit({ type: 'corrupt-counter', server, counter, key: this.#key })
+      }
+      this.#takeBack()
+      this.#outcome.reject(
+        new StoreKeyError(
+          this.#store.name,
+          this.#key,
+          `counter ${this.#corrupt.join(', ')} on ${server} held something that is not a number; deleted`,
+        ),
+      )
     } else if (this.#again.length > 0) {
       const resent = this.#attempt < CREATE_ATTEMPTS
       for (const index of this.#again) {
         this.#store.emit({
           type: 'create-race',
-          server: this.#connection.server,
+          server,
           counter: this.#base + String((this.#increments[index] as SlotIncrement).slot),
           resent,
         })
       }
       if (resent) {
         this.send(this.#again)
-      } else {
-        this.#outcome.reject(
-          new StoreKeyError(
-            this.#store.name,
-            this.#key,
-            `an increment of ${this.#base} lost the race to create its counter ${CREATE_ATTEMPTS} times`,
-          ),
-        )
+        return
       }
+      this.#takeBack()
+      this.#outcome.reject(
+        new StoreKeyError(
+          this.#store.name,
+          this.#key,
+          `an increment of ${this.#base} lost the race to create its counter ${CREATE_ATTEMPTS} times`,
+        ),
+      )
     } else {
       const { values } = this.#outcome
       const copies = this.#copies
@@ -604,31 +633,31 @@ class CounterBatch implements Request {
   }
 
   /**
-   * Deletes the corrupt counters (the next increment recreates them), takes back what the
-   * other increments of this call counted (the call fails, so nothing of it may stay counted),
-   * and fails the call.
+   * Deletes the corrupt counters (the next increment recreates them) and takes back what the
+   * increments memcached applied in this call counted; nothing waits for the answer.
    */
-  #deleteCorrupt(): void {
-    const store = this.#store
-    const server = this.#connection.server
-    const id = store.nextId()
+  #takeBack(): void {
+    const corrupt = this.#corrupt
     const takeBack = this.#counted
       .map((index) => this.#increments[index] as SlotIncrement)
       .filter(({ amount }) => amount > 0)
       .map(({ slot, amount }) => ({ counter: this.#base + String(slot), amount }))
-      .filter(({ counter }) => !this.#corrupt.includes(counter))
+      .filter(({ counter }) => !corrupt.includes(counter))
+    if (corrupt.length === 0 && takeBack.length === 0) {
+      return
+    }
     let bytes = requestBytes(0, false)
-    for (const counter of this.#corrupt) {
+    for (const counter of corrupt) {
       bytes += requestBytes(counter.length, false)
     }
     for (const { counter } of takeBack) {
       bytes += requestBytes(counter.length, true)
     }
+    const id = this.#store.nextId()
     const batch = Buffer.allocUnsafe(bytes)
     let at = 0
-    for (const counter of this.#corrupt) {
+    for (const counter of corrupt) {
       at = writeRequest(batch, at, Opcode.deleteq, counter, id)
-      store.emit({ type: 'corrupt-counter', server, counter, key: this.#key })
     }
     for (const { counter, amount } of takeBack) {
       at = writeRequest(batch, at, Opcode.decrement, counter, id, {
@@ -642,13 +671,6 @@ class CounterBatch implements Request {
       onReply: (reply) => reply.header.opcode === Opcode.noop,
       onFail: () => undefined, // the connection reports its own failures
     })
-    this.#outcome.reject(
-      new StoreKeyError(
-        store.name,
-        this.#key,
-        `counter ${this.#corrupt.join(', ')} on ${server} held something that is not a number; deleted`,
-      ),
-    )
   }
 
   #error(message: string): StoreError {

@@ -41,6 +41,6 @@ describe('the memjs adapter', () => {
     }
     expect(() => {
       checkMemjs({ Server }, MEMJS_VERSION)
-    }).toThrow(/instances lack responseBuffer or connected/)
+    }).toThrow(/instances lack responseBuffer, connected or connectCallbacks/)
   })
 })

@@ -25,6 +25,8 @@
 //   replaced by one function that hands every reply to this package.
 // - `close()` ends a socket that is still connecting before the writes waiting for it: the end
 //   is queued behind them instead.
+// - The writes waiting for a socket to connect are kept when the peer closes it during a SASL
+//   handshake (memjs clears them only on an error): they are cleared when it closes.
 //
 // memjs is pinned to exactly MEMJS_VERSION in package.json, and `checkMemjs` refuses any other
 // version, or one whose shape differs, when a store is constructed.
@@ -46,6 +48,7 @@ export interface MemjsReply {
 /** The memjs.Server members used here (several are missing from its type declarations). */
 interface ServerInternals extends NodeJS.EventEmitter {
   _socket?: Socket
+  connectCallbacks: ((socket: Socket) => void)[]
   connected: boolean
   timeoutSet: boolean
   responseBuffer: Buffer
@@ -85,8 +88,12 @@ export function checkMemjs(
       string,
       unknown
     >
-    if (!Buffer.isBuffer(probe.responseBuffer) || typeof probe.connected !== 'boolean') {
-      problems.push('memjs.Server instances lack responseBuffer or connected')
+    if (
+      !Buffer.isBuffer(probe.responseBuffer) ||
+      typeof probe.connected !== 'boolean' ||
+      !Array.isArray(probe.connectCallbacks)
+    ) {
+      problems.push('memjs.Server instances lack responseBuffer, connected or connectCallbacks')
     }
   }
   if (problems.length > 0) {
@@ -219,6 +226,11 @@ export class MemjsLink {
     return this.#ready.has(socket)
   }
 
+  /** Destroys the current socket at once (what was not answered fails). */
+  destroy(): void {
+    this.#server._socket?.destroy()
+  }
+
   /**
    * Ends the current socket once what was written on it, or is waiting for it to connect, has
    * gone out; its close event follows. Resolves when it has closed (at once when there is none).
@@ -300,6 +312,9 @@ export class MemjsLink {
       if (server._socket === socket) {
         server._socket = undefined
         server.connected = false
+        // Writes that waited for this socket to connect: memjs clears them only on an error,
+        // not when the peer closes during the handshake.
+        server.connectCallbacks = []
       }
       this.#events.close(socket, this.#reasons.get(socket))
     })

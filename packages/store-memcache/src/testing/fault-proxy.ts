@@ -42,10 +42,11 @@ export type Fault =
    */
   | { kind: 'reset'; packets: number; bytes?: number }
   /**
-   * The next `times` increments are not sent to memcached and are answered NOT_STORED, as
-   * memcached answers an increment that loses the race to create its counter.
+   * The next `times` increments (of counter `key` only, when given) are not sent to memcached
+   * and are answered NOT_STORED, as memcached answers an increment that loses the race to
+   * create its counter.
    */
-  | { kind: 'not-stored'; times: number }
+  | { kind: 'not-stored'; times: number; key?: string }
 
 /** A fault proxy, in this process or in a process of its own. */
 export interface FaultPath {
@@ -61,7 +62,7 @@ export interface FaultPath {
 export interface FaultProxy extends FaultPath {
   /** Connections accepted so far. */
   readonly accepted: number
-  /** Connections open now. */
+  /** Connections the client has not closed (nor half-closed) yet. */
   readonly open: number
 }
 
@@ -79,6 +80,8 @@ interface Link {
   standIns: number[]
   /** When the last delayed reply is released (replies keep their order). */
   releaseAt: number
+  /** The client closed or half-closed its side (a silenced link may not pass that on). */
+  clientGone: boolean
   /** A cut or reset under way: the packets (and bytes of the next) still to forward. */
   breaking?: { kind: 'cut' | 'reset'; packets: number; bytes: number }
 }
@@ -104,6 +107,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const upstreamPort = Number(portText)
   let fault: Fault = { kind: 'none' }
   let notStoredLeft = 0
+  let notStoredKey: string | undefined
   let accepted = 0
   const links = new Set<Link>()
 
@@ -117,7 +121,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     let at = 0
     for (let packet = readPacket(link.requests, at); packet !== undefined;) {
       const bytes = link.requests.subarray(at, at + packet.bytes)
-      if (packet.opcode === Opcode.increment && notStoredLeft > 0) {
+      if (
+        packet.opcode === Opcode.increment &&
+        notStoredLeft > 0 &&
+        (notStoredKey === undefined || packet.key.toString('latin1') === notStoredKey)
+      ) {
         notStoredLeft--
         link.standIns.push(packet.opaque)
         out.push(encodeRequest(Opcode.get, STAND_IN_KEY, packet.opaque))
@@ -206,9 +214,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }, link.releaseAt - now)
   }
 
-  const server: Server = createServer((client) => {
+  // Half-open allowed both ways: a silenced connection ignores a FIN too, as a real partition
+  // does (it never answers one); the others pass it on.
+  const server: Server = createServer({ allowHalfOpen: true }, (client) => {
     accepted++
-    const upstream = createConnection({ host, port: upstreamPort })
+    const upstream = createConnection({ host, port: upstreamPort, allowHalfOpen: true })
     const link: Link = {
       client,
       upstream,
@@ -217,6 +227,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       replies: Buffer.alloc(0),
       standIns: [],
       releaseAt: 0,
+      clientGone: false,
     }
     links.add(link)
     client.on('data', (data: Buffer) => {
@@ -232,6 +243,17 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
     client.on('error', end)
     client.on('close', end)
+    client.on('end', () => {
+      link.clientGone = true
+      if (!link.silenced) {
+        upstream.end()
+      }
+    })
+    upstream.on('end', () => {
+      if (!link.silenced) {
+        client.end()
+      }
+    })
     upstream.on('error', () => {
       client.resetAndDestroy()
       end()
@@ -259,12 +281,24 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       return accepted
     },
     get open() {
-      return links.size
+      let open = 0
+      for (const link of links) {
+        if (!link.clientGone) {
+          open++
+        }
+      }
+      return open
     },
     set: async (next) => {
       fault = next
+      if (next.kind === 'silent') {
+        for (const link of links) {
+          link.silenced = true
+        }
+      }
       if (next.kind === 'not-stored') {
         notStoredLeft = next.times
+        notStoredKey = next.key
       }
       if (next.kind === 'refuse' && listening) {
         listening = false
