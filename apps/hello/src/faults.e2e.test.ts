@@ -74,19 +74,6 @@ async function app(address: string, env: Record<string, string> = {}): Promise<R
   return server
 }
 
-/** Operations memcached served for decisions (pings and stats are not among them). */
-async function ops(cache: Memcached): Promise<number> {
-  const s = await cache.stats()
-  return (
-    (s.cmd_get ?? 0) +
-    (s.incr_hits ?? 0) +
-    (s.incr_misses ?? 0) +
-    (s.decr_hits ?? 0) +
-    (s.decr_misses ?? 0) +
-    (s.total_items ?? 0)
-  )
-}
-
 let clientSeq = 0
 
 /** One request from `client`; its status and how long it took. */
@@ -122,10 +109,10 @@ async function recovery(
   cache: Memcached,
   since = performance.now(),
 ): Promise<number> {
-  const base = await ops(cache)
+  const base = await cache.operations()
   for (;;) {
     await request(server, `10.9.${(++clientSeq >> 8) & 255}.${clientSeq & 255}`)
-    if ((await ops(cache)) > base) {
+    if ((await cache.operations()) > base) {
       return performance.now() - since
     }
     if (performance.now() - since > 10_000) {

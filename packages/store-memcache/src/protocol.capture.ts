@@ -4,11 +4,11 @@
 // own memcached processes); commit the result.
 
 import { writeFileSync } from 'node:fs'
-import { createConnection } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { NO_CREATE, Opcode, encodeRequest, expiryField, readPackets } from './protocol.js'
 import type { CounterExtras } from './protocol.js'
 import { startMemcached } from './testing/memcached.js'
+import type { Memcached } from './testing/memcached.js'
 
 /** One request of a fixture, as the encoder is called for it. */
 export interface FixtureRequest {
@@ -32,27 +32,6 @@ export interface Fixture {
 
 const OUT = fileURLToPath(new URL('./protocol.fixtures.json', import.meta.url))
 
-/** Sends `bytes` on a new binary connection; resolves with the reply once `packets` arrived. */
-function exchange(port: number, bytes: Buffer, packets: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const socket = createConnection({ port, host: '127.0.0.1' })
-    let received = Buffer.alloc(0)
-    socket.setTimeout(2000, () => {
-      socket.destroy()
-      reject(new Error('memcached did not answer'))
-    })
-    socket.on('error', reject)
-    socket.on('data', (data: Buffer) => {
-      received = Buffer.concat([received, data])
-      if (readPackets(received).packets.length >= packets) {
-        socket.destroy()
-        resolve(received)
-      }
-    })
-    socket.write(bytes)
-  })
-}
-
 function encode(requests: FixtureRequest[]): Buffer {
   return Buffer.concat(
     requests.map(({ opcode, key, opaque, counter }) => encodeRequest(opcode, key, opaque, counter)),
@@ -73,7 +52,7 @@ async function main(): Promise<void> {
   const fixtures: Fixture[] = []
   const capture = async (name: string, requests: FixtureRequest[], packets: number) => {
     const sent = encode(requests)
-    const received = await exchange(memcached.port, sent, packets)
+    const received = await memcached.exchange(sent, packets)
     fixtures.push({
       name,
       requests,
@@ -123,7 +102,7 @@ async function main(): Promise<void> {
       ],
       2,
     )
-    fixtures.push(await captureCreateRace(memcached.port, version))
+    fixtures.push(await captureCreateRace(memcached, version))
   } finally {
     await memcached.stop()
   }
@@ -133,13 +112,13 @@ async function main(): Promise<void> {
 }
 
 /** Two connections create the same counters until memcached answers one NOT_STORED. */
-async function captureCreateRace(port: number, version: string): Promise<Fixture> {
+async function captureCreateRace(memcached: Memcached, version: string): Promise<Fixture> {
   for (let round = 0; round < 100_000; round++) {
     const requests = [
       { opcode: Opcode.increment, key: `fx:race:${round}`, opaque: 3, counter: add(1) },
     ]
     const sent = encode(requests)
-    const replies = await Promise.all([exchange(port, sent, 1), exchange(port, sent, 1)])
+    const replies = await Promise.all([memcached.exchange(sent), memcached.exchange(sent)])
     for (const received of replies) {
       if (readPackets(received).packets[0]?.status === 0x05) {
         return {
@@ -169,7 +148,7 @@ async function captureOutOfMemory(version: string): Promise<Fixture> {
       },
     ]
     const sent = encode(requests)
-    const received = await exchange(full.port, sent, 1)
+    const received = await full.exchange(sent)
     if (readPackets(received).packets[0]?.status !== 0x82) {
       throw new Error('memcached -M did not run out of memory')
     }

@@ -6,8 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { createConnection, createServer } from 'node:net'
-import { Opcode, Status, encodeRequest, readPacket } from '../protocol.js'
-import type { Packet } from '../protocol.js'
+import { Opcode, Status, encodeRequest, readPacket, readPackets } from '../protocol.js'
 
 /** The memcached binary: MEMCACHED_BIN, or `memcached` on the PATH. */
 export const MEMCACHED_BIN = process.env.MEMCACHED_BIN ?? 'memcached'
@@ -82,6 +81,17 @@ export interface Memcached {
   command: (line: string) => Promise<string>
   /** memcached's own `stats`, as numbers where they are numbers. */
   stats: () => Promise<Record<string, number>>
+  /**
+   * Counter operations memcached served: gets (hits and misses), increments, decrements, and
+   * the items created (an increment that creates its counter shows in none of memcached's incr
+   * counters, only in total_items). Pings and stats are not among them.
+   */
+  operations: () => Promise<number>
+  /**
+   * Sends binary-protocol bytes on a new connection; resolves with the reply bytes once
+   * `packets` whole packets (default 1) have arrived.
+   */
+  exchange: (bytes: Buffer, packets?: number) => Promise<Buffer>
   /**
    * The client connections memcached has open, from `stats conns`, not counting the one that
    * asks.
@@ -158,8 +168,11 @@ export async function startMemcached(options: number | MemcachedOptions = {}): P
       socket.write(`${line}\r\n`)
     })
   const command = async (line: string): Promise<string> => (await send(line)).reply
-  /** Sends one binary request; resolves with the first reply packet. */
-  const binary = (bytes: Buffer): Promise<Packet> =>
+  /**
+   * Sends binary-protocol bytes on a new connection; resolves with the reply bytes once
+   * `packets` whole packets have arrived.
+   */
+  const exchange = (bytes: Buffer, packets = 1): Promise<Buffer> =>
     new Promise((resolve, reject) => {
       const socket = createConnection({ port: chosen, host: '127.0.0.1' })
       let received = Buffer.alloc(0)
@@ -170,10 +183,9 @@ export async function startMemcached(options: number | MemcachedOptions = {}): P
       socket.on('error', reject)
       socket.on('data', (data: Buffer) => {
         received = Buffer.concat([received, data])
-        const packet = readPacket(received)
-        if (packet !== undefined) {
+        if (readPackets(received).packets.length >= packets) {
           socket.destroy()
-          resolve(packet)
+          resolve(received)
         }
       })
       socket.write(bytes)
@@ -189,6 +201,20 @@ export async function startMemcached(options: number | MemcachedOptions = {}): P
       await exited
     },
     command,
+    exchange,
+    operations: async () => {
+      const s = await command('stats')
+      const stat = (name: string): number =>
+        Number(new RegExp(`STAT ${name} (\\d+)`).exec(s)?.[1] ?? 0)
+      return (
+        stat('cmd_get') +
+        stat('incr_hits') +
+        stat('incr_misses') +
+        stat('decr_hits') +
+        stat('decr_misses') +
+        stat('total_items')
+      )
+    },
     fill: async () => {
       for (let filled = 0; filled < 1_000_000; filled += 5000) {
         const sets = Array.from(
@@ -199,7 +225,7 @@ export async function startMemcached(options: number | MemcachedOptions = {}): P
         // A counter created the way the store creates them, with a key of a counter's length.
         const key = `sl:fill-${filled}:${'x'.repeat(27)}:1`
         const bytes = encodeRequest(Opcode.increment, key, 1, { amount: 1, initial: 1, expiry: 60 })
-        if ((await binary(bytes)).status === Status.outOfMemory) {
+        if (readPacket(await exchange(bytes))?.status === Status.outOfMemory) {
           return
         }
       }
