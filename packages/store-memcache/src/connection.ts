@@ -108,11 +108,6 @@ export class Connection {
     return this.#state
   }
 
-  /** Requests written and not answered yet. */
-  get inFlight(): number {
-    return this.#byId.size - this.#queued.length
-  }
-
   /** Queues a request under `id`; it leaves with everything else queued in this turn. */
   send(id: number, bytes: Buffer, request: Request): void {
     if (this.#closed) {

@@ -299,11 +299,14 @@ describe.skipIf(!available)('MemcacheStore under faults', () => {
     const own = await startMemcached()
     proxy = await newProxy(own.address)
     const { store: s, events } = store()
+    expect(s.serverStates()).toEqual({ [proxy.address]: 'unknown' })
     await s.update('k', one, [], 60)
+    expect(s.serverStates()).toEqual({ [proxy.address]: 'up' })
     await own.stop()
     for (let i = 0; i < 10; i++) {
       await expect(s.update('k', one, [], 60)).rejects.toBeInstanceOf(StoreError)
     }
+    expect(s.serverStates()).toEqual({ [proxy.address]: 'down' })
     const again = await startMemcached(own.port)
     try {
       await until(async () => (await timed(() => s.update('k', one, [], 60))).value !== undefined)

@@ -221,11 +221,6 @@ export class MemjsLink {
     }
   }
 
-  /** Whether `socket` has connected (and authenticated). */
-  isReady(socket: Socket): boolean {
-    return this.#ready.has(socket)
-  }
-
   /** Destroys the current socket at once (what was not answered fails). */
   destroy(): void {
     this.#server._socket?.destroy()
