@@ -4,31 +4,24 @@
 //   legal memcached key and raw client strings never reach memcached.
 // - All counters of one requester live on one server, so the increments and reads of one
 //   update, pipelined on one socket, are applied in order.
-// - An update is one batch: the increments (creating missing counters with their time to live),
-//   a quiet get per read, and a no-op whose answer ends the batch.
-// - An increment that loses the race to create its counter (NOT_STORED) counted nothing; it is
-//   sent again, a bounded number of times. An increment that was answered is never repeated.
-// - A counter holding something that is not a number is deleted, and the call fails with a
-//   StoreKeyError: its requester's problem, not the server's.
+// - An update is one batch of requests (counter-batch.ts: create races, corrupt counters).
 // - Every request has this store's own deadline and its own 32-bit id (connection.ts).
 
 import { hash } from 'node:crypto'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { ConfigError, StoreError, StoreKeyError } from '@slidelimit/core'
+import { ConfigError, StoreError } from '@slidelimit/core'
 import type { SlotIncrement, Store } from '@slidelimit/core'
 import { Connection } from './connection.js'
-import type { Request } from './connection.js'
+import { CounterBatch } from './counter-batch.js'
+import type { BatchContext } from './counter-batch.js'
 import { formatServer, parseConnectionString } from './connection-string.js'
-import type { MemjsReply } from './memjs-adapter.js'
 import {
-  NO_CREATE,
   Opcode,
   Status,
-  counterOutcome,
+  encodeBatch,
+  encodeRequest,
   expiryField,
   parseCounterText,
-  requestBytes,
-  writeRequest,
 } from './protocol.js'
 
 /** Something an operator may want to know about; the store never logs by itself. */
@@ -86,8 +79,6 @@ export interface MemcacheStoreOptions {
 
 /** Requester keys whose hashed memcached key base is remembered. */
 const KEY_BASE_CACHE = 50_000
-/** Attempts of an increment that keeps losing the race to create its counter. */
-const CREATE_ATTEMPTS = 3
 /** Milliseconds between event-loop delay samples (for deadline messages). */
 const LOOP_DELAY_RESOLUTION_MS = 10
 
@@ -285,9 +276,7 @@ export class MemcacheStore implements Store {
         (connection) =>
           new Promise<void>((resolve, reject) => {
             const id = this.#nextId()
-            const bytes = Buffer.allocUnsafe(requestBytes(0, false))
-            writeRequest(bytes, 0, Opcode.noop, '', id)
-            connection.send(id, bytes, {
+            connection.send(id, encodeBatch(id, []), {
               onReply: () => {
                 resolve()
                 return true
@@ -310,9 +299,7 @@ export class MemcacheStore implements Store {
           new Promise<Record<string, string>>((resolve, reject) => {
             const stats: Record<string, string> = {}
             const id = this.#nextId()
-            const bytes = Buffer.allocUnsafe(requestBytes(0, false))
-            writeRequest(bytes, 0, Opcode.stat, '', id)
-            connection.send(id, bytes, {
+            connection.send(id, encodeRequest(Opcode.stat, '', id), {
               onReply: (reply) => {
                 if (reply.header.status !== Status.ok) {
                   reject(new StoreError(this.name, `stats failed (status ${reply.header.status})`))
@@ -393,287 +380,5 @@ export class MemcacheStore implements Store {
     const delay = this.#loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS
     this.#loopDelay.reset()
     return Math.max(0, delay)
-  }
-}
-
-/** What a batch needs of its store. */
-interface BatchContext {
-  readonly name: string
-  nextId: () => number
-  emit: (event: MemcacheEvent) => void
-}
-
-/** Where a batch's answer goes. */
-interface Outcome {
-  values: number[]
-  resolve: (values: number[]) => void
-  reject: (error: StoreError) => void
-}
-
-/**
- * One update's requests and their replies: the increments, then a quiet get per read, then a
- * no-op. Increments that lose a create race are sent again in a batch of their own.
- */
-class CounterBatch implements Request {
-  readonly #store: BatchContext
-  readonly #connection: Connection
-  readonly #key: string
-  readonly #base: string
-  readonly #increments: readonly SlotIncrement[]
-  readonly #reads: readonly number[]
-  readonly #expiry: number
-  readonly #outcome: Outcome
-  #attempt = 0
-  /** Indexes (in #increments) of the increments sent in the current attempt, in order. */
-  #sent: number[] = []
-  #answered = 0
-  #again: number[] = []
-  #corrupt: string[] = []
-  /** Indexes of the increments memcached applied (to take back if the call fails). */
-  #counted: number[] = []
-  #failure: StoreError | undefined
-  /** Read slots by memcached key, for the quiet gets' replies (which carry their key). */
-  #readIndex: Map<string, number> | undefined
-  /** Pairs of value indexes (from, to) of counters read more than once. */
-  #copies: number[] | undefined
-
-  constructor(
-    store: BatchContext,
-    connection: Connection,
-    key: string,
-    base: string,
-    increments: readonly SlotIncrement[],
-    reads: readonly number[],
-    expiry: number,
-    outcome: Outcome,
-  ) {
-    this.#store = store
-    this.#connection = connection
-    this.#key = key
-    this.#base = base
-    this.#increments = increments
-    this.#reads = reads
-    this.#expiry = expiry
-    this.#outcome = outcome
-  }
-
-  /** Sends the increments at `indexes` (and, the first time, the reads) in one batch. */
-  send(indexes: number[]): void {
-    this.#attempt++
-    this.#sent = indexes
-    this.#answered = 0
-    this.#again = []
-    const base = this.#base
-    const withReads = this.#attempt === 1 && this.#reads.length > 0
-    const keys: string[] = []
-    let bytes = requestBytes(0, false) // the closing no-op
-    for (const i of indexes) {
-      const counter = base + String((this.#increments[i] as SlotIncrement).slot)
-      keys.push(counter)
-      bytes += requestBytes(counter.length, true)
-    }
-    if (withReads) {
-      const readIndex = new Map<string, number>()
-      for (let i = 0; i < this.#reads.length; i++) {
-        const counter = base + String(this.#reads[i])
-        const at = this.#increments.length + i
-        const first = readIndex.get(counter)
-        if (first === undefined) {
-          readIndex.set(counter, at)
-          keys.push(counter)
-          bytes += requestBytes(counter.length, false)
-        } else {
-          // The same counter read twice: one get, its value in both places.
-          ;(this.#copies ??= []).push(first, at)
-        }
-      }
-      this.#readIndex = readIndex
-    }
-    const id = this.#store.nextId()
-    const batch = Buffer.allocUnsafe(bytes)
-    let at = 0
-    for (let n = 0; n < indexes.length; n++) {
-      const amount = (this.#increments[indexes[n] as number] as SlotIncrement).amount
-      // A decrement never creates its counter: a missing one has nothing to take back.
-      at = writeRequest(
-        batch,
-        at,
-        amount >= 0 ? Opcode.increment : Opcode.decrement,
-        keys[n] as string,
-        id,
-        {
-          amount: Math.abs(amount),
-          initial: Math.max(amount, 0),
-          expiry: amount >= 0 ? this.#expiry : NO_CREATE,
-        },
-      )
-    }
-    for (let n = indexes.length; n < keys.length; n++) {
-      at = writeRequest(batch, at, Opcode.getkq, keys[n] as string, id)
-    }
-    writeRequest(batch, at, Opcode.noop, '', id)
-    this.#connection.send(id, batch, this)
-  }
-
-  onReply(reply: MemjsReply): boolean {
-    const { opcode, status } = reply.header
-    if (opcode === Opcode.noop) {
-      this.#finish()
-      return true
-    }
-    if (opcode === Opcode.increment || opcode === Opcode.decrement) {
-      const index = this.#sent[this.#answered++]
-      if (index === undefined) {
-        this.#failure ??= this.#error('memcached answered more counter operations than were sent')
-        return false
-      }
-      const counter = this.#base + String((this.#increments[index] as SlotIncrement).slot)
-      const outcome = counterOutcome(status, reply.val)
-      switch (outcome.kind) {
-        case 'value':
-          this.#outcome.values[index] = outcome.value
-          this.#counted.push(index)
-          break
-        case 'missing':
-          this.#outcome.values[index] = 0
-          break
-        case 'lost-create-race':
-          this.#again.push(index)
-          break
-        case 'not-a-number':
-          this.#corrupt.push(counter)
-          break
-        case 'server-error':
-          this.#failure ??= this.#error(
-            `${this.#connection.server} failed on counter ${counter} (status ${outcome.status}: ${outcome.message})`,
-          )
-      }
-      return false
-    }
-    if (opcode === Opcode.getkq && status === Status.ok) {
-      const counter = reply.key.toString('latin1')
-      const at = this.#readIndex?.get(counter)
-      const value = parseCounterText(reply.val)
-      if (at === undefined) {
-        this.#failure ??= this.#error(`memcached answered a read of ${counter}, never asked`)
-      } else if (value === undefined) {
-        this.#corrupt.push(counter)
-      } else {
-        this.#outcome.values[at] = value
-      }
-      return false
-    }
-    this.#failure ??= this.#error(
-      `${this.#connection.server} answered opcode ${opcode} with status ${status}`,
-    )
-    return false
-  }
-
-  onFail(error: StoreError): void {
-    this.#outcome.reject(error)
-  }
-
-  /**
-   * The batch is answered: resolve; or send the increments that lost a create race again; or
-   * fail, taking back what this call counted (a failed call counts nothing, as far as memcached
-   * still answers) and deleting the counters that held something not a number.
-   */
-  #finish(): void {
-    if (this.#answered !== this.#sent.length && this.#failure === undefined) {
-      this.#failure = this.#error('memcached answered fewer counter operations than were sent')
-    }
-    const server = this.#connection.server
-    if (this.#failure !== undefined) {
-      this.#takeBack()
-      this.#outcome.reject(this.#failure)
-    } else if (this.#corrupt.length > 0) {
-      for (const counter of this.#corrupt) {
-        this.#store.emit({ type: 'corrupt-counter', server, counter, key: this.#key })
-      }
-      this.#takeBack()
-      this.#outcome.reject(
-        new StoreKeyError(
-          this.#store.name,
-          this.#key,
-          `counter ${this.#corrupt.join(', ')} on ${server} held something that is not a number; deleted`,
-        ),
-      )
-    } else if (this.#again.length > 0) {
-      const resent = this.#attempt < CREATE_ATTEMPTS
-      for (const index of this.#again) {
-        this.#store.emit({
-          type: 'create-race',
-          server,
-          counter: this.#base + String((this.#increments[index] as SlotIncrement).slot),
-          resent,
-        })
-      }
-      if (resent) {
-        this.send(this.#again)
-        return
-      }
-      this.#takeBack()
-      this.#outcome.reject(
-        new StoreKeyError(
-          this.#store.name,
-          this.#key,
-          `an increment of ${this.#base} lost the race to create its counter ${CREATE_ATTEMPTS} times`,
-        ),
-      )
-    } else {
-      const { values } = this.#outcome
-      const copies = this.#copies
-      if (copies !== undefined) {
-        for (let i = 0; i < copies.length; i += 2) {
-          values[copies[i + 1] as number] = values[copies[i] as number] as number
-        }
-      }
-      this.#outcome.resolve(values)
-    }
-  }
-
-  /**
-   * Deletes the corrupt counters (the next increment recreates them) and takes back what the
-   * increments memcached applied in this call counted; nothing waits for the answer.
-   */
-  #takeBack(): void {
-    const corrupt = this.#corrupt
-    const takeBack = this.#counted
-      .map((index) => this.#increments[index] as SlotIncrement)
-      .filter(({ amount }) => amount > 0)
-      .map(({ slot, amount }) => ({ counter: this.#base + String(slot), amount }))
-      .filter(({ counter }) => !corrupt.includes(counter))
-    if (corrupt.length === 0 && takeBack.length === 0) {
-      return
-    }
-    let bytes = requestBytes(0, false)
-    for (const counter of corrupt) {
-      bytes += requestBytes(counter.length, false)
-    }
-    for (const { counter } of takeBack) {
-      bytes += requestBytes(counter.length, true)
-    }
-    const id = this.#store.nextId()
-    const batch = Buffer.allocUnsafe(bytes)
-    let at = 0
-    for (const counter of corrupt) {
-      at = writeRequest(batch, at, Opcode.deleteq, counter, id)
-    }
-    for (const { counter, amount } of takeBack) {
-      at = writeRequest(batch, at, Opcode.decrement, counter, id, {
-        amount,
-        initial: 0,
-        expiry: NO_CREATE,
-      })
-    }
-    writeRequest(batch, at, Opcode.noop, '', id)
-    this.#connection.send(id, batch, {
-      onReply: (reply) => reply.header.opcode === Opcode.noop,
-      onFail: () => undefined, // the connection reports its own failures
-    })
-  }
-
-  #error(message: string): StoreError {
-    return new StoreError(this.#store.name, message)
   }
 }

@@ -115,6 +115,31 @@ export function encodeRequest(
   return buf
 }
 
+/** One request of a batch: no value; for counter operations, their extras. */
+export interface BatchRequest {
+  opcode: number
+  key: string
+  counter?: CounterExtras
+}
+
+/**
+ * The requests under one opaque, then a no-op whose answer ends the batch (memcached answers
+ * the requests of a connection in order, and quiet ones only when they have something to say).
+ */
+export function encodeBatch(opaque: number, requests: readonly BatchRequest[]): Buffer {
+  let bytes = HEADER_BYTES // the closing no-op
+  for (const { key, counter } of requests) {
+    bytes += requestBytes(key.length, counter !== undefined)
+  }
+  const buf = Buffer.allocUnsafe(bytes)
+  let at = 0
+  for (const { opcode, key, counter } of requests) {
+    at = writeRequest(buf, at, opcode, key, opaque, counter)
+  }
+  writeRequest(buf, at, Opcode.noop, '', opaque)
+  return buf
+}
+
 /** One framed packet (request or reply). */
 export interface Packet {
   magic: number

@@ -1,0 +1,283 @@
+// One update's conversation with memcached: the increments (creating missing counters with
+// their time to live), a quiet get per read, and a no-op whose answer ends the batch.
+//
+// - An increment that loses the race to create its counter (NOT_STORED) counted nothing; it is
+//   sent again, at most CREATE_ATTEMPTS times in all. An increment that was answered is never
+//   repeated.
+// - A counter holding something that is not a number is deleted, and the call fails with a
+//   StoreKeyError: its requester's problem, not the server's.
+// - A call that fails when its batch ends (a server error, a corrupt counter, a create race lost
+//   every time) takes back what its increments counted: a failed call counts nothing, as far as
+//   memcached still answers.
+
+import { StoreError, StoreKeyError } from '@slidelimit/core'
+import type { SlotIncrement } from '@slidelimit/core'
+import type { Connection, Request } from './connection.js'
+import type { MemcacheEvent } from './memcache-store.js'
+import type { MemjsReply } from './memjs-adapter.js'
+import {
+  NO_CREATE,
+  Opcode,
+  Status,
+  counterOutcome,
+  encodeBatch,
+  parseCounterText,
+} from './protocol.js'
+import type { BatchRequest } from './protocol.js'
+
+/** Attempts of an increment that keeps losing the race to create its counter. */
+const CREATE_ATTEMPTS = 3
+
+/** What a batch needs of its store. */
+export interface BatchContext {
+  readonly name: string
+  nextId: () => number
+  emit: (event: MemcacheEvent) => void
+}
+
+/** Where a batch's answer goes. */
+export interface Outcome {
+  values: number[]
+  resolve: (values: number[]) => void
+  reject: (error: StoreError) => void
+}
+
+/**
+ * One update's requests and their replies: the increments, then a quiet get per read, then a
+ * no-op. Increments that lose a create race are sent again in a batch of their own.
+ */
+export class CounterBatch implements Request {
+  readonly #store: BatchContext
+  readonly #connection: Connection
+  readonly #key: string
+  readonly #base: string
+  readonly #increments: readonly SlotIncrement[]
+  readonly #reads: readonly number[]
+  readonly #expiry: number
+  readonly #outcome: Outcome
+  #attempt = 0
+  /** Indexes (in #increments) of the increments sent in the current attempt, in order. */
+  #sent: number[] = []
+  #answered = 0
+  #again: number[] = []
+  #corrupt: string[] = []
+  /** Indexes of the increments memcached applied (to take back if the call fails). */
+  #counted: number[] = []
+  #failure: StoreError | undefined
+  /** Read slots by memcached key, for the quiet gets' replies (which carry their key). */
+  #readIndex: Map<string, number> | undefined
+  /** Pairs of value indexes (from, to) of counters read more than once. */
+  #copies: number[] | undefined
+
+  constructor(
+    store: BatchContext,
+    connection: Connection,
+    key: string,
+    base: string,
+    increments: readonly SlotIncrement[],
+    reads: readonly number[],
+    expiry: number,
+    outcome: Outcome,
+  ) {
+    this.#store = store
+    this.#connection = connection
+    this.#key = key
+    this.#base = base
+    this.#increments = increments
+    this.#reads = reads
+    this.#expiry = expiry
+    this.#outcome = outcome
+  }
+
+  /** Sends the increments at `indexes` (and, the first time, the reads) in one batch. */
+  send(indexes: number[]): void {
+    this.#attempt++
+    this.#sent = indexes
+    this.#answered = 0
+    this.#again = []
+    const base = this.#base
+    const requests: BatchRequest[] = []
+    for (const i of indexes) {
+      const { slot, amount } = this.#increments[i] as SlotIncrement
+      // A decrement never creates its counter: a missing one has nothing to take back.
+      requests.push({
+        opcode: amount >= 0 ? Opcode.increment : Opcode.decrement,
+        key: base + String(slot),
+        counter: {
+          amount: Math.abs(amount),
+          initial: Math.max(amount, 0),
+          expiry: amount >= 0 ? this.#expiry : NO_CREATE,
+        },
+      })
+    }
+    if (this.#attempt === 1 && this.#reads.length > 0) {
+      const readIndex = new Map<string, number>()
+      for (let i = 0; i < this.#reads.length; i++) {
+        const counter = base + String(this.#reads[i])
+        const at = this.#increments.length + i
+        const first = readIndex.get(counter)
+        if (first === undefined) {
+          readIndex.set(counter, at)
+          requests.push({ opcode: Opcode.getkq, key: counter })
+        } else {
+          // The same counter read twice: one get, its value in both places.
+          ;(this.#copies ??= []).push(first, at)
+        }
+      }
+      this.#readIndex = readIndex
+    }
+    const id = this.#store.nextId()
+    const batch = encodeBatch(id, requests)
+    this.#connection.send(id, batch, this)
+  }
+
+  onReply(reply: MemjsReply): boolean {
+    const { opcode, status } = reply.header
+    if (opcode === Opcode.noop) {
+      this.#finish()
+      return true
+    }
+    if (opcode === Opcode.increment || opcode === Opcode.decrement) {
+      const index = this.#sent[this.#answered++]
+      if (index === undefined) {
+        this.#failure ??= this.#error('memcached answered more counter operations than were sent')
+        return false
+      }
+      const counter = this.#base + String((this.#increments[index] as SlotIncrement).slot)
+      const outcome = counterOutcome(status, reply.val)
+      switch (outcome.kind) {
+        case 'value':
+          this.#outcome.values[index] = outcome.value
+          this.#counted.push(index)
+          break
+        case 'missing':
+          this.#outcome.values[index] = 0
+          break
+        case 'lost-create-race':
+          this.#again.push(index)
+          break
+        case 'not-a-number':
+          this.#corrupt.push(counter)
+          break
+        case 'server-error':
+          this.#failure ??= this.#error(
+            `${this.#connection.server} failed on counter ${counter} (status ${outcome.status}: ${outcome.message})`,
+          )
+      }
+      return false
+    }
+    if (opcode === Opcode.getkq && status === Status.ok) {
+      const counter = reply.key.toString('latin1')
+      const at = this.#readIndex?.get(counter)
+      const value = parseCounterText(reply.val)
+      if (at === undefined) {
+        this.#failure ??= this.#error(`memcached answered a read of ${counter}, never asked`)
+      } else if (value === undefined) {
+        this.#corrupt.push(counter)
+      } else {
+        this.#outcome.values[at] = value
+      }
+      return false
+    }
+    this.#failure ??= this.#error(
+      `${this.#connection.server} answered opcode ${opcode} with status ${status}`,
+    )
+    return false
+  }
+
+  onFail(error: StoreError): void {
+    this.#outcome.reject(error)
+  }
+
+  /**
+   * The batch is answered: resolve; or send the increments that lost a create race again; or
+   * fail, taking back what this call counted (a failed call counts nothing, as far as memcached
+   * still answers) and deleting the counters that held something not a number.
+   */
+  #finish(): void {
+    if (this.#answered !== this.#sent.length && this.#failure === undefined) {
+      this.#failure = this.#error('memcached answered fewer counter operations than were sent')
+    }
+    const server = this.#connection.server
+    if (this.#failure !== undefined) {
+      this.#takeBack()
+      this.#outcome.reject(this.#failure)
+    } else if (this.#corrupt.length > 0) {
+      for (const counter of this.#corrupt) {
+        this.#store.emit({ type: 'corrupt-counter', server, counter, key: this.#key })
+      }
+      this.#takeBack()
+      this.#outcome.reject(
+        new StoreKeyError(
+          this.#store.name,
+          this.#key,
+          `counter ${this.#corrupt.join(', ')} on ${server} held something that is not a number; deleted`,
+        ),
+      )
+    } else if (this.#again.length > 0) {
+      const resent = this.#attempt < CREATE_ATTEMPTS
+      for (const index of this.#again) {
+        this.#store.emit({
+          type: 'create-race',
+          server,
+          counter: this.#base + String((this.#increments[index] as SlotIncrement).slot),
+          resent,
+        })
+      }
+      if (resent) {
+        this.send(this.#again)
+        return
+      }
+      this.#takeBack()
+      this.#outcome.reject(
+        new StoreKeyError(
+          this.#store.name,
+          this.#key,
+          `an increment of ${this.#base} lost the race to create its counter ${CREATE_ATTEMPTS} times`,
+        ),
+      )
+    } else {
+      const { values } = this.#outcome
+      const copies = this.#copies
+      if (copies !== undefined) {
+        for (let i = 0; i < copies.length; i += 2) {
+          values[copies[i + 1] as number] = values[copies[i] as number] as number
+        }
+      }
+      this.#outcome.resolve(values)
+    }
+  }
+
+  /**
+   * Deletes the corrupt counters (the next increment recreates them) and takes back what the
+   * increments memcached applied in this call counted; nothing waits for the answer.
+   */
+  #takeBack(): void {
+    const corrupt = this.#corrupt
+    const takeBack = this.#counted
+      .map((index) => this.#increments[index] as SlotIncrement)
+      .filter(({ amount }) => amount > 0)
+      .map(({ slot, amount }) => ({ counter: this.#base + String(slot), amount }))
+      .filter(({ counter }) => !corrupt.includes(counter))
+    if (corrupt.length === 0 && takeBack.length === 0) {
+      return
+    }
+    const id = this.#store.nextId()
+    const batch = encodeBatch(id, [
+      ...corrupt.map((counter) => ({ opcode: Opcode.deleteq, key: counter })),
+      ...takeBack.map(({ counter, amount }) => ({
+        opcode: Opcode.decrement,
+        key: counter,
+        counter: { amount, initial: 0, expiry: NO_CREATE },
+      })),
+    ])
+    this.#connection.send(id, batch, {
+      onReply: (reply) => reply.header.opcode === Opcode.noop,
+      onFail: () => undefined, // the connection reports its own failures
+    })
+  }
+
+  #error(message: string): StoreError {
+    return new StoreError(this.#store.name, message)
+  }
+}
