@@ -427,3 +427,152 @@ describe('a limiter on a FailoverStore', () => {
     expect(store.state).toBe('up')
   })
 })
+
+/** Two FlakyStores as the shards of one store: keys ending in `a` live on `a`, others on `b`. */
+class ShardedStore implements Store {
+  readonly name = 'pool'
+  readonly shards = ['a', 'b']
+  readonly parts: Record<string, FlakyStore>
+  readonly pinged: (string | undefined)[] = []
+  constructor(now: () => number) {
+    this.parts = { a: new FlakyStore(now), b: new FlakyStore(now) }
+  }
+  shardOf(key: string): string {
+    if (key.endsWith('!')) {
+      throw new RangeError('cannot place this key')
+    }
+    return key.endsWith('a') ? 'a' : 'b'
+  }
+  update(...args: Parameters<Store['update']>): Promise<number[]> {
+    return (this.parts[this.shardOf(args[0])] as FlakyStore).update(...args)
+  }
+  ping(shard?: string): Promise<void> {
+    this.pinged.push(shard)
+    return shard === undefined
+      ? Promise.all([this.parts.a?.ping(), this.parts.b?.ping()]).then(() => undefined)
+      : (this.parts[shard] as FlakyStore).ping()
+  }
+  close(): Promise<void> {
+    return Promise.resolve()
+  }
+}
+
+function sharded(mode: 'open' | 'closed' = 'open') {
+  let t = 1_700_000_000_000
+  const now = (): number => t
+  const primary = new ShardedStore(now)
+  const fallback = new MapStore(now)
+  const changes: StoreStateChange[] = []
+  const store = new FailoverStore({
+    primary,
+    fallback,
+    mode,
+    minBackoffMs: 100,
+    maxBackoffMs: 400,
+    deadlineMs: 30,
+    now,
+    onStateChange: (change) => changes.push(change),
+  })
+  const a = primary.parts.a as FlakyStore
+  const b = primary.parts.b as FlakyStore
+  return { primary, a, b, fallback, store, changes, advance: (ms: number) => (t += ms) }
+}
+
+describe('FailoverStore over a store of several shards', () => {
+  it("sends only a failed shard's keys to the fallback; the other shard's keys stay shared", async () => {
+    const { store, a, b, fallback, changes } = sharded()
+    a.mode = 'fail'
+    expect(await store.update('xa', inc, [], 60)).toEqual([1])
+    expect(fallback.calls).toBe(1)
+    expect(changes).toEqual([
+      {
+        state: 'down',
+        shard: 'a',
+        error: expect.any(StoreError) as unknown,
+        retryInMs: 100,
+        down: 1,
+        shards: 2,
+      },
+    ])
+    expect(store.state).toBe('degraded')
+    // Keys of b keep counting on b, across many calls, while a is down.
+    for (let i = 0; i < 5; i++) {
+      await store.update('xb', inc, [], 60)
+    }
+    expect(b.counters.size).toBe(1)
+    expect([...b.counters.values()][0]?.value).toBe(5)
+    expect(fallback.calls).toBe(1)
+    expect(store.shardStates()).toEqual([
+      { shard: 'a', state: 'down', error: 'flaky store: connection refused', retryInMs: 100 },
+      { shard: 'b', state: 'up' },
+    ])
+  })
+
+  it('probes only the failed shard, and brings back only its keys', async () => {
+    const { store, primary, a, fallback, changes, advance } = sharded()
+    a.mode = 'fail'
+    await store.update('xa', inc, [], 60)
+    a.mode = 'ok'
+    advance(100)
+    // The due probe is made by the next call for any key of the failed shard.
+    await store.update('ya', inc, [], 60)
+    await flush()
+    expect(primary.pinged).toEqual(['a'])
+    expect(changes.map(({ state, shard, down }) => [state, shard, down])).toEqual([
+      ['down', 'a', 1],
+      ['up', 'a', 0],
+    ])
+    const before = fallback.calls
+    await store.update('za', inc, [], 60)
+    expect(fallback.calls).toBe(before)
+    expect(store.state).toBe('up')
+  })
+
+  it('keeps the epoch of keys on healthy shards, so limiters keep what they cached', async () => {
+    const { store, a } = sharded()
+    const epochA = store.epochOf('xa')
+    const epochB = store.epochOf('xb')
+    a.mode = 'fail'
+    await store.update('xa', inc, [], 60)
+    expect(store.epochOf('xa')).not.toBe(epochA)
+    expect(store.epochOf('xb')).toBe(epochB)
+  })
+
+  it('refuses only the failed shard’s keys in closed mode', async () => {
+    const { store, a } = sharded('closed')
+    a.mode = 'fail'
+    await expect(store.update('xa', inc, [], 60)).rejects.toBeInstanceOf(StoreUnavailableError)
+    await expect(store.update('ya', inc, [], 60)).rejects.toBeInstanceOf(StoreUnavailableError)
+    expect(await store.update('xb', inc, [], 60)).toEqual([1])
+  })
+
+  it('pings every shard, names the ones that fail, and says down only when all are', async () => {
+    const { store, a, b } = sharded()
+    await store.ping()
+    a.mode = 'fail'
+    await expect(store.ping()).rejects.toThrow(/1 of 2 shards failing: a \(/)
+    expect(store.state).toBe('degraded')
+    await store.ping('b')
+    b.mode = 'fail'
+    await expect(store.ping()).rejects.toThrow(/2 of 2 shards failing/)
+    expect(store.state).toBe('down')
+    await expect(store.ping('c')).rejects.toThrow(/no shard named "c"/)
+  })
+
+  it('decides a key the primary cannot place with the fallback, once, and opens no breaker', async () => {
+    const { store, fallback, changes } = sharded()
+    expect(await store.update('x!', inc, [], 60)).toEqual([1])
+    expect(fallback.calls).toBe(1)
+    expect(changes).toEqual([])
+    expect(store.state).toBe('up')
+  })
+
+  it('refuses a primary with several shards and no shardOf, or shards named twice', () => {
+    const fallback = new MapStore(Date.now)
+    const noShardOf = Object.assign(new MapStore(Date.now), { shards: ['a', 'b'] })
+    expect(() => new FailoverStore({ primary: noShardOf, fallback })).toThrow(ConfigError)
+    const twice = new ShardedStore(Date.now)
+    Object.assign(twice, { shards: ['a', 'a'] })
+    expect(() => new FailoverStore({ primary: twice, fallback })).toThrow(/primary/)
+  })
+})

@@ -1,4 +1,4 @@
-// Failure handling around any store: a circuit breaker with a local fallback.
+// Failure handling around any store: a circuit breaker per shard, with a local fallback.
 //
 // While the primary store answers, every call goes to it. When a call fails (anything thrown or
 // rejected, or a miss of the deadline), the breaker opens: calls go to the fallback store (in
@@ -6,6 +6,10 @@
 // StoreUnavailableError (in `closed` mode). The primary is left alone for a back-off that
 // doubles after every failed probe up to a ceiling, then probed with `ping()`; once it answers,
 // calls go to it again. Each change of state is reported once, not per call.
+//
+// A primary spread over several servers (a store with `shards` and `shardOf`, such as a pool of
+// memcached servers) gets one breaker per shard: when one server fails, only the keys it holds
+// leave the shared counters, and the other shards' keys never notice.
 //
 // A StoreKeyError (the primary answers, but one key's data is unusable) is that key's problem:
 // that one call is decided as the failure mode says, and the breaker stays closed.
@@ -25,15 +29,65 @@ export class StoreUnavailableError extends StoreError {
   }
 }
 
+/** The state of one shard of the primary: in use (`up`) or being backed off from (`down`). */
 export type StoreState = 'up' | 'down'
 
-/** A change of state of the primary store. */
+/** The state of the whole primary: every shard up, some down (`degraded`), or all down. */
+export type PoolState = 'up' | 'degraded' | 'down'
+
+/** A change of state of one shard of the primary store. */
 export interface StoreStateChange {
   state: StoreState
+  /** The shard that changed (e.g. a memcached server); undefined for a store of one shard. */
+  shard: string | undefined
   /** What failed, when the state is `down`. */
   error?: unknown
   /** Milliseconds until the next probe, when the state is `down`. */
   retryInMs?: number
+  /** Shards down after this change, and the number of shards. */
+  down: number
+  shards: number
+}
+
+/** What the breaker of one shard knows (see {@link FailoverStore.shardStates}). */
+export interface ShardStatus {
+  /** The shard's name, or the primary store's name for a store of one shard. */
+  shard: string
+  state: StoreState
+  /** Why the shard is down, when it is. */
+  error?: string
+  /** Milliseconds until its next probe, when it is down. */
+  retryInMs?: number
+}
+
+/** One shard's circuit breaker. */
+class Breaker {
+  state: StoreState = 'up'
+  /** The epoch of the last switch of this shard between primary and fallback. */
+  epoch = 0
+  backoffMs: number
+  /**
+   * Whether the primary answered a call for this shard since it last came back (true from the
+   * start): one that fails its first calls after a probe passed has not really come back.
+   */
+  answeredSinceUp = true
+  /** Records a primary answer, then passes its values on. */
+  readonly answered = (values: number[]): number[] => {
+    this.answeredSinceUp = true
+    return values
+  }
+  /** Why the shard is down. */
+  lastError: unknown
+  nextProbeAt = 0
+  probing = false
+
+  constructor(
+    /** The name passed to the primary's `ping`; undefined for a store without shards. */
+    readonly shard: string | undefined,
+    backoffMs: number,
+  ) {
+    this.backoffMs = backoffMs
+  }
 }
 
 /** Keys whose one-call detour to the fallback is remembered (for {@link FailoverStore.epochOf}). */
@@ -90,28 +144,14 @@ export class FailoverStore implements Store {
   readonly #deadlineMs: number | undefined
   readonly #onStateChange: (change: StoreStateChange) => void
   readonly #now: () => number
-  #state: StoreState = 'up'
+  /** The breaker of a primary of one shard; undefined when there are several. */
+  readonly #single: Breaker | undefined
+  /** Every breaker, by shard name (the primary's name for a store of one shard). */
+  readonly #breakers = new Map<string, Breaker>()
   /** Source of every epoch value, so that a newer one is always larger than all before it. */
   #epochClock = 0
-  /** The epoch of the last switch between primary and fallback. */
-  #epoch = 0
-  /** Keys answered once by the fallback (their data was unusable) since the last switch. */
+  /** Keys answered once by the fallback (their data was unusable), with the epoch then. */
   readonly #keyEpochs = new Map<string, number>()
-  #backoffMs: number
-  /**
-   * Whether the primary answered a call since it last came back (true from the start): one
-   * that fails its first calls after a probe passed has not really come back.
-   */
-  #answeredSinceUp = true
-  /** Records a primary answer, then passes its values on. */
-  readonly #answered = (values: number[]): number[] => {
-    this.#answeredSinceUp = true
-    return values
-  }
-  /** Why the primary is down. */
-  #lastError: unknown
-  #nextProbeAt = 0
-  #probing = false
 
   constructor({
     primary,
@@ -144,33 +184,80 @@ export class FailoverStore implements Store {
     if (deadlineMs !== undefined && (!Number.isFinite(deadlineMs) || deadlineMs <= 0)) {
       throw new ConfigError('deadlineMs', deadlineMs, 'milliseconds above 0')
     }
+    const shards: unknown = primary.shards
+    if (
+      shards !== undefined &&
+      !(
+        Array.isArray(shards) &&
+        shards.length > 0 &&
+        shards.every((shard) => typeof shard === 'string') &&
+        new Set(shards).size === shards.length &&
+        (shards.length === 1 || typeof primary.shardOf === 'function')
+      )
+    ) {
+      throw new ConfigError(
+        'primary',
+        primary,
+        'a Store whose shards are distinct names, with shardOf when there are several',
+      )
+    }
     this.name = primary.name
     this.primary = primary
     this.fallback = fallback
     this.mode = mode
     this.#minBackoffMs = minBackoffMs
     this.#maxBackoffMs = maxBackoffMs
-    this.#backoffMs = minBackoffMs
     this.#deadlineMs = deadlineMs
     this.#onStateChange = onStateChange
     this.#now = now
+    const names = primary.shards
+    if (names === undefined || names.length === 1) {
+      this.#single = new Breaker(names?.[0], minBackoffMs)
+      this.#breakers.set(names?.[0] ?? primary.name, this.#single)
+    } else {
+      for (const shard of names) {
+        this.#breakers.set(shard, new Breaker(shard, minBackoffMs))
+      }
+    }
   }
 
-  /** Whether the primary store is in use (`up`) or being backed off from (`down`). */
-  get state(): StoreState {
-    return this.#state
+  /** `up` while every shard of the primary is in use, `down` while none is, else `degraded`. */
+  get state(): PoolState {
+    let down = 0
+    for (const breaker of this.#breakers.values()) {
+      if (breaker.state === 'down') {
+        down++
+      }
+    }
+    return down === 0 ? 'up' : down === this.#breakers.size ? 'down' : 'degraded'
+  }
+
+  /** What each shard's breaker knows, in the primary's order of shards. No call is made. */
+  shardStates(): ShardStatus[] {
+    const now = this.#now()
+    return [...this.#breakers].map(([shard, breaker]) =>
+      breaker.state === 'up'
+        ? { shard, state: 'up' }
+        : {
+            shard,
+            state: 'down',
+            error: describeError(breaker.lastError),
+            retryInMs: Math.max(0, Math.ceil(breaker.nextProbeAt - now)),
+          },
+    )
   }
 
   /**
-   * Changes at every change of state, and for one key when a call for it was answered by the
-   * fallback because its data was unusable: the counters answered from are another store's, so
-   * limiters drop what they cached from the previous one.
+   * Changes whenever the shard holding `key` switches between primary and fallback, and for
+   * one key when a call for it was answered by the fallback because its data was unusable: the
+   * counters answered from are another store's, so limiters drop what they cached before.
    */
   epochOf(key: string): number {
+    const epoch = (this.#single ?? this.#breakerOf(key)).epoch
     if (this.#keyEpochs.size === 0) {
-      return this.#epoch
+      return epoch
     }
-    return Math.max(this.#epoch, this.#keyEpochs.get(key) ?? 0)
+    return Math.max(epoch, this.#keyEpochs.get(key) ?? 0)
   }
 
   update(
@@ -179,54 +266,105 @@ export class FailoverStore implements Store {
     reads: readonly number[],
     ttlSeconds: number,
   ): Promise<number[]> {
-    if (this.#state === 'down') {
-      this.#maybeProbe()
-      return this.#instead(undefined, key, increments, reads, ttlSeconds)
-    }
+    let breaker = this.#single
     let answer: Promise<number[]>
     try {
+      breaker ??= this.#breakerOf(key)
+      if (breaker.state === 'down') {
+        this.#maybeProbe(breaker)
+        return this.#instead(undefined, key, increments, reads, ttlSeconds)
+      }
       answer = this.#withDeadline(this.primary.update(key, increments, reads, ttlSeconds))
     } catch (error) {
-      return this.#failed(error, key, increments, reads, ttlSeconds)
+      return this.#failed(breaker, error, key, increments, reads, ttlSeconds)
     }
-    return answer.then(this.#answered, (error: unknown) =>
-      this.#failed(error, key, increments, reads, ttlSeconds),
+    const shard = breaker
+    return answer.then(shard.answered, (error: unknown) =>
+      this.#failed(shard, error, key, increments, reads, ttlSeconds),
     )
   }
 
   /**
-   * Pings the primary, updating the state; rejects when it does not answer. While the primary
-   * is down, a ping is the breaker's probe when one is due, and otherwise rejects at once with
-   * the known state: a health check never cuts a back-off short.
+   * Pings the primary (only `shard`, when given), updating the state of each shard; rejects
+   * when a shard does not answer or is down. While a shard is down, a ping is its breaker's
+   * probe when one is due, and otherwise reports the known state: a health check never cuts a
+   * back-off short.
    */
-  async ping(): Promise<void> {
-    if (this.#state === 'down') {
-      const waitMs = this.#untilProbe()
-      if (this.#probing || waitMs > 0) {
-        throw new StoreError(
-          this.name,
-          `down, the next probe is due in ${Math.max(0, Math.ceil(waitMs))} ms`,
-          { cause: this.#lastError },
-        )
+  async ping(shard?: string): Promise<void> {
+    let breakers: Breaker[]
+    if (shard === undefined) {
+      breakers = [...this.#breakers.values()]
+    } else {
+      const breaker = this.#breakers.get(shard)
+      if (breaker === undefined) {
+        throw new StoreError(this.name, `has no shard named ${JSON.stringify(shard)}`)
       }
-      await this.#probe()
+      breakers = [breaker]
+    }
+    const results = await Promise.allSettled(breakers.map((breaker) => this.#pingOne(breaker)))
+    const failed = results.flatMap((result, i) =>
+      result.status === 'rejected'
+        ? [{ shard: breakers[i]?.shard, error: result.reason as StoreError }]
+        : [],
+    )
+    const first = failed[0]
+    if (first === undefined) {
       return
     }
-    try {
-      await this.#withDeadline(this.primary.ping())
-    } catch (error) {
-      const failure = asStoreError(this.name, error)
-      this.#markDown(failure)
-      throw failure
+    if (failed.length === 1 && this.#single !== undefined) {
+      throw first.error
     }
+    throw new StoreError(
+      this.name,
+      `${failed.length} of ${this.#breakers.size} shards failing: ${failed
+        .map(({ shard: name, error }) => `${name ?? this.name} (${error.message})`)
+        .join('; ')}`,
+      { cause: first.error },
+    )
   }
 
   async close(): Promise<void> {
     await Promise.allSettled([this.primary, this.fallback].map(async (store) => store.close()))
   }
 
-  /** A primary call failed: the key's own problem, or the primary's (the breaker opens). */
+  /** The breaker of the shard holding `key` (only called with several shards). */
+  #breakerOf(key: string): Breaker {
+    const shard = (this.primary.shardOf as (key: string) => string).call(this.primary, key)
+    const breaker = this.#breakers.get(shard)
+    if (breaker === undefined) {
+      throw new StoreError(this.name, `placed a key on an unknown shard ${JSON.stringify(shard)}`)
+    }
+    return breaker
+  }
+
+  async #pingOne(breaker: Breaker): Promise<void> {
+    if (breaker.state === 'down') {
+      const waitMs = this.#untilProbe(breaker)
+      if (breaker.probing || waitMs > 0) {
+        throw new StoreError(
+          this.name,
+          `${breaker.shard === undefined ? '' : `${breaker.shard} `}down, the next probe is due in ${Math.max(0, Math.ceil(waitMs))} ms`,
+          { cause: breaker.lastError },
+        )
+      }
+      await this.#probe(breaker)
+      return
+    }
+    try {
+      await this.#withDeadline(this.primary.ping(breaker.shard))
+    } catch (error) {
+      const failure = asStoreError(this.name, error)
+      this.#markDown(breaker, failure)
+      throw failure
+    }
+  }
+
+  /**
+   * A primary call failed: the key's own problem, or its shard's (that breaker opens). Without
+   * a breaker (the primary could not say where the key lives), only this call is given up.
+   */
   #failed(
+    breaker: Breaker | undefined,
     error: unknown,
     key: string,
     increments: readonly SlotIncrement[],
@@ -234,7 +372,7 @@ export class FailoverStore implements Store {
     ttlSeconds: number,
   ): Promise<number[]> {
     const failure = asStoreError(this.name, error)
-    if (failure instanceof StoreKeyError) {
+    if (failure instanceof StoreKeyError || breaker === undefined) {
       // Whatever limiters cached for this key came with a call that is now answered elsewhere.
       if (this.#keyEpochs.size >= KEY_EPOCHS) {
         for (const oldest of this.#keyEpochs.keys()) {
@@ -245,7 +383,7 @@ export class FailoverStore implements Store {
       this.#keyEpochs.delete(key)
       this.#keyEpochs.set(key, ++this.#epochClock)
     } else {
-      this.#markDown(failure)
+      this.#markDown(breaker, failure)
     }
     return this.#instead(failure, key, increments, reads, ttlSeconds)
   }
@@ -307,75 +445,92 @@ export class FailoverStore implements Store {
     })
   }
 
-  #markDown(error: unknown): void {
-    if (this.#state === 'down') {
+  #markDown(breaker: Breaker, error: unknown): void {
+    if (breaker.state === 'down') {
       return
     }
-    this.#state = 'down'
-    this.#switched()
-    this.#lastError = error
-    const now = this.#now()
-    // A primary that fails again before answering any call after a probe said it was back (a
+    breaker.state = 'down'
+    breaker.epoch = ++this.#epochClock
+    breaker.lastError = error
+    // A shard that fails again before answering any call after a probe said it was back (a
     // probe cannot see every failure: memcached out of memory still answers a no-op) keeps
     // backing off further, instead of flapping at the shortest back-off.
-    this.#backoffMs = this.#answeredSinceUp
+    breaker.backoffMs = breaker.answeredSinceUp
       ? this.#minBackoffMs
-      : Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
-    this.#nextProbeAt = now + this.#backoffMs
-    this.#onStateChange({ state: 'down', error, retryInMs: this.#backoffMs })
+      : Math.min(breaker.backoffMs * 2, this.#maxBackoffMs)
+    breaker.nextProbeAt = this.#now() + breaker.backoffMs
+    this.#report(breaker, { error, retryInMs: breaker.backoffMs })
   }
 
-  #markUp(): void {
-    if (this.#state === 'up') {
+  #markUp(breaker: Breaker): void {
+    if (breaker.state === 'up') {
       return
     }
-    this.#state = 'up'
-    this.#switched()
-    this.#answeredSinceUp = false
-    this.#onStateChange({ state: 'up' })
+    breaker.state = 'up'
+    breaker.epoch = ++this.#epochClock
+    breaker.answeredSinceUp = false
+    this.#report(breaker, {})
   }
 
-  /** A new epoch for every key: the store answered from has changed. */
-  #switched(): void {
-    this.#epoch = ++this.#epochClock
-    this.#keyEpochs.clear()
+  /** Reports a change of one shard's state once, with how many shards are down now. */
+  #report(breaker: Breaker, detail: Pick<StoreStateChange, 'error' | 'retryInMs'>): void {
+    let down = 0
+    for (const each of this.#breakers.values()) {
+      if (each.state === 'down') {
+        down++
+      }
+    }
+    this.#onStateChange({
+      state: breaker.state,
+      shard: breaker.shard,
+      ...detail,
+      down,
+      shards: this.#breakers.size,
+    })
   }
 
-  #maybeProbe(): void {
-    if (this.#probing || this.#untilProbe() > 0) {
+  #maybeProbe(breaker: Breaker): void {
+    if (breaker.probing || this.#untilProbe(breaker) > 0) {
       return
     }
-    this.#probe().catch(() => undefined)
+    this.#probe(breaker).catch(() => undefined)
   }
 
   /**
-   * Milliseconds until the next probe is due (0 or less: due). A clock that went back (the
-   * wait is longer than the back-off) makes it due at once rather than in an hour.
+   * Milliseconds until the shard's next probe is due (0 or less: due). A clock that went back
+   * (the wait is longer than the back-off) makes it due at once rather than in an hour.
    */
-  #untilProbe(): number {
-    const wait = this.#nextProbeAt - this.#now()
-    if (wait > this.#backoffMs) {
-      this.#nextProbeAt = this.#now()
+  #untilProbe(breaker: Breaker): number {
+    const wait = breaker.nextProbeAt - this.#now()
+    if (wait > breaker.backoffMs) {
+      breaker.nextProbeAt = this.#now()
       return 0
     }
     return wait
   }
 
-  /** Pings the primary: up when it answers, else a longer back-off before the next probe. */
-  async #probe(): Promise<void> {
-    this.#probing = true
+  /** Pings the shard: up when it answers, else a longer back-off before the next probe. */
+  async #probe(breaker: Breaker): Promise<void> {
+    breaker.probing = true
     try {
       // A probe always has a deadline: one that never settled would keep the breaker open.
-      await this.#withDeadline(this.primary.ping(), this.#deadlineMs ?? this.#maxBackoffMs)
+      await this.#withDeadline(
+        this.primary.ping(breaker.shard),
+        this.#deadlineMs ?? this.#maxBackoffMs,
+      )
     } catch (error) {
       const failure = asStoreError(this.name, error)
-      this.#lastError = failure
-      this.#backoffMs = Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
-      this.#nextProbeAt = this.#now() + this.#backoffMs
+      breaker.lastError = failure
+      breaker.backoffMs = Math.min(breaker.backoffMs * 2, this.#maxBackoffMs)
+      breaker.nextProbeAt = this.#now() + breaker.backoffMs
       throw failure
     } finally {
-      this.#probing = false
+      breaker.probing = false
     }
-    this.#markUp()
+    this.#markUp(breaker)
   }
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
 }

@@ -10,4 +10,10 @@ export type { Store, SlotIncrement } from './store.js'
 export { SlidingWindowLimiter, createLimiter, coarseSlot } from './limiter.js'
 export type { LimiterOptions, Decision } from './limiter.js'
 export { FailoverStore, StoreUnavailableError } from './failover-store.js'
-export type { FailoverStoreOptions, StoreState, StoreStateChange } from './failover-store.js'
+export type {
+  FailoverStoreOptions,
+  PoolState,
+  ShardStatus,
+  StoreState,
+  StoreStateChange,
+} from './failover-store.js'

@@ -57,8 +57,24 @@ export interface Store {
    */
   epochOf?(key: string): number
 
-  /** Checks that the store answers; rejects with a `StoreError` when it does not. */
-  ping(): Promise<void>
+  /**
+   * Optional, for stores spread over several servers (shards): the names of the shards, each
+   * once. A store without it is one shard. `FailoverStore` keeps one breaker per shard, so that a
+   * failing server sends only its own keys to the fallback.
+   */
+  readonly shards?: readonly string[]
+
+  /**
+   * Optional, with {@link shards}: the shard that holds every counter of `key`. The same key is
+   * always on the same shard (the store may move keys only when its list of shards changes).
+   */
+  shardOf?(key: string): string
+
+  /**
+   * Checks that the store answers (only `shard`'s server, when given one of {@link shards});
+   * rejects with a `StoreError` when it does not.
+   */
+  ping(shard?: string): Promise<void>
 
   /** Releases connections and timers. The store is not used after this. */
   close(): Promise<void>

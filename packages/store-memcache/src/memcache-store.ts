@@ -2,8 +2,10 @@
 //
 // - Keys are a prefix, a hash of the requester key and the slot, so any requester id becomes a
 //   legal memcached key and raw client strings never reach memcached.
-// - All counters of one requester live on one server, so the increments and reads of one
-//   update, pipelined on one socket, are applied in order.
+// - A pool of servers is a ketama ring (ring.ts): placement depends on the set of servers, and
+//   all counters of one requester live on one server, so the increments and reads of one
+//   update, pipelined on one socket, are applied in order. Each server is a shard of the Store
+//   contract, so a FailoverStore keeps one breaker per server.
 // - An update is one batch of requests (counter-batch.ts: create races, corrupt counters).
 // - Every request has this store's own deadline and its own 32-bit id (connection.ts).
 
@@ -15,6 +17,7 @@ import { Connection } from './connection.js'
 import { CounterBatch } from './counter-batch.js'
 import type { BatchContext } from './counter-batch.js'
 import { formatServer, parseConnectionString } from './connection-string.js'
+import { ServerRing } from './ring.js'
 import {
   Opcode,
   Status,
@@ -40,7 +43,12 @@ export type MemcacheEvent =
 
 /** Options of {@link MemcacheStore}. */
 export interface MemcacheStoreOptions {
-  /** The servers, `host:port[,host:port...]` (IPv6 hosts in brackets). Defaults to `127.0.0.1:11211`. */
+  /**
+   * The servers, `host:port[,host:port...]` (IPv6 hosts in brackets), each once. Several servers
+   * form a pool: each requester is placed on one of them by a ketama ring, the same in every
+   * process that lists the same servers under the same names, in any order. Defaults to
+   * `127.0.0.1:11211`.
+   */
   servers?: string
   /**
    * Milliseconds memcached has to answer a request before it fails with a StoreError (and the
@@ -77,18 +85,15 @@ export interface MemcacheStoreOptions {
   firstRequestId?: number
 }
 
-/** Requester keys whose hashed memcached key base is remembered. */
+/** Requesters whose placement (key base and server) is remembered. */
 const KEY_BASE_CACHE = 50_000
 /** Milliseconds between event-loop delay samples (for deadline messages). */
 const LOOP_DELAY_RESOLUTION_MS = 10
 
-/** memcached's server choice for a requester: a 31-bit string hash of the key base. */
-function serverIndex(base: string, count: number): number {
-  let h = 0
-  for (let i = 0; i < base.length; i++) {
-    h = (31 * h + base.charCodeAt(i)) | 0
-  }
-  return Math.abs(h) % count
+/** Where a requester's counters live: their memcached key base, and its server. */
+interface Placement {
+  base: string
+  connection: Connection
 }
 
 /** Parses a counter as memcached stores it: 0 when missing; undefined when not a number. */
@@ -113,8 +118,12 @@ export class MemcacheStore implements Store {
   readonly deadlineMs: number
   readonly prefix: string
   readonly servers: readonly string[]
+  /** The servers as shards of the Store contract: one breaker each in a FailoverStore. */
+  readonly shards: readonly string[]
   readonly #connections: Connection[]
-  readonly #keyBases = new Map<string, string>()
+  readonly #byServer = new Map<string, Connection>()
+  readonly #ring: ServerRing
+  readonly #placements = new Map<string, Placement>()
   readonly #onEvent: (event: MemcacheEvent) => void
   readonly #now: () => number
   readonly #connectTimeoutMs: number
@@ -138,6 +147,11 @@ export class MemcacheStore implements Store {
     firstRequestId = 1,
   }: MemcacheStoreOptions = {}) {
     const addresses = parseConnectionString(servers, 'servers')
+    const names = addresses.map(formatServer)
+    const twice = names.find((name, i) => names.indexOf(name) !== i)
+    if (twice !== undefined) {
+      throw new ConfigError('servers', servers, `each server once (${twice} is listed twice)`)
+    }
     if (!Number.isFinite(deadlineMs) || deadlineMs <= 0 || deadlineMs > 60_000) {
       throw new ConfigError('deadlineMs', deadlineMs, 'milliseconds above 0, at most 60000')
     }
@@ -182,7 +196,9 @@ export class MemcacheStore implements Store {
         this.#emit(event)
       },
     }
-    this.servers = addresses.map(formatServer)
+    this.servers = names
+    this.shards = names
+    this.#ring = new ServerRing(names)
     this.#loopDelay.enable()
     this.#connections = addresses.map(
       ({ host, port }, i) =>
@@ -203,22 +219,19 @@ export class MemcacheStore implements Store {
           },
         }),
     )
+    for (const connection of this.#connections) {
+      this.#byServer.set(connection.server, connection)
+    }
   }
 
   /** The memcached key prefix for a requester: prefix, then a hash of the key. */
   keyBase(key: string): string {
-    let base = this.#keyBases.get(key)
-    if (base === undefined) {
-      base = `${this.prefix}${hash('sha1', key, 'base64url')}:`
-      if (this.#keyBases.size >= KEY_BASE_CACHE) {
-        for (const oldest of this.#keyBases.keys()) {
-          this.#keyBases.delete(oldest)
-          break
-        }
-      }
-      this.#keyBases.set(key, base)
-    }
-    return base
+    return this.#placementOf(key).base
+  }
+
+  /** The server (`host:port`) that holds every counter of a requester. */
+  shardOf(key: string): string {
+    return this.#placementOf(key).connection.server
   }
 
   /** Each server's state: `up` once it answered, `down` after it was lost, else `unknown`. */
@@ -244,8 +257,7 @@ export class MemcacheStore implements Store {
     if (total === 0) {
       return Promise.resolve(values)
     }
-    const base = this.keyBase(key)
-    const connection = this.#connectionFor(base)
+    const { base, connection } = this.#placementOf(key)
     const expiry = expiryField(ttlSeconds, this.#now())
     return new Promise<number[]>((resolve, reject) => {
       const batch = new CounterBatch(
@@ -266,13 +278,13 @@ export class MemcacheStore implements Store {
     })
   }
 
-  /** Resolves when every server answers a no-op within the deadline. */
-  async ping(): Promise<void> {
+  /** Resolves when every server (only `server`, when given) answers a no-op within the deadline. */
+  async ping(server?: string): Promise<void> {
     if (this.#closed) {
       throw new StoreError(this.name, 'the store is closed')
     }
     await Promise.all(
-      this.#connections.map(
+      this.#pick(server).map(
         (connection) =>
           new Promise<void>((resolve, reject) => {
             const id = this.#nextId()
@@ -288,13 +300,14 @@ export class MemcacheStore implements Store {
     )
   }
 
-  /** memcached's own `stats` of every server, by `host:port`. */
-  async stats(): Promise<Record<string, Record<string, string>>> {
+  /** memcached's own `stats` of every server (only `server`, when given), by `host:port`. */
+  async stats(server?: string): Promise<Record<string, Record<string, string>>> {
     if (this.#closed) {
       throw new StoreError(this.name, 'the store is closed')
     }
+    const connections = this.#pick(server)
     const all = await Promise.all(
-      this.#connections.map(
+      connections.map(
         (connection) =>
           new Promise<Record<string, string>>((resolve, reject) => {
             const stats: Record<string, string> = {}
@@ -317,7 +330,7 @@ export class MemcacheStore implements Store {
           }),
       ),
     )
-    return Object.fromEntries(this.servers.map((server, i) => [server, all[i] ?? {}]))
+    return Object.fromEntries(connections.map(({ server: name }, i) => [name, all[i] ?? {}]))
   }
 
   /**
@@ -368,11 +381,36 @@ export class MemcacheStore implements Store {
     }
   }
 
-  #connectionFor(base: string): Connection {
-    const connections = this.#connections
-    return connections.length === 1
-      ? (connections[0] as Connection)
-      : (connections[serverIndex(base, connections.length)] as Connection)
+  /** A requester's key base and server, remembered for the most recent requesters. */
+  #placementOf(key: string): Placement {
+    let placement = this.#placements.get(key)
+    if (placement === undefined) {
+      const base = `${this.prefix}${hash('sha1', key, 'base64url')}:`
+      placement = {
+        base,
+        connection: this.#byServer.get(this.#ring.serverOf(base)) as Connection,
+      }
+      if (this.#placements.size >= KEY_BASE_CACHE) {
+        for (const oldest of this.#placements.keys()) {
+          this.#placements.delete(oldest)
+          break
+        }
+      }
+      this.#placements.set(key, placement)
+    }
+    return placement
+  }
+
+  /** Every connection, or the one of `server`; a StoreError for a server not in the pool. */
+  #pick(server: string | undefined): Connection[] {
+    if (server === undefined) {
+      return this.#connections
+    }
+    const connection = this.#byServer.get(server)
+    if (connection === undefined) {
+      throw new StoreError(this.name, `has no server ${JSON.stringify(server)}`)
+    }
+    return [connection]
   }
 
   /** The longest event-loop delay since the last call, in milliseconds. */

@@ -102,6 +102,12 @@ export interface Memcached {
    * (started with `-M`, it then answers out of memory instead of evicting).
    */
   fill: () => Promise<void>
+  /**
+   * Every item whose key starts with `prefix`, with its value, read from memcached's own
+   * memory (`lru_crawler metadump`, then `get`): what is really stored, whatever a client
+   * believes.
+   */
+  items: (prefix: string) => Promise<Map<string, string>>
 }
 
 /** Options of {@link startMemcached}. */
@@ -144,7 +150,10 @@ export async function startMemcached(options: number | MemcachedOptions = {}): P
     await new Promise((r) => setTimeout(r, 20))
   }
   /** Sends a command; resolves with the reply and the local port the command came from. */
-  const send = (line: string): Promise<{ reply: string; localPort: number }> =>
+  const send = (
+    line: string,
+    done = /(^|\r\n)(END|STORED|NOT_STORED|DELETED|NOT_FOUND|OK|MN|VERSION [^\r]*|(SERVER_|CLIENT_)?ERROR[^\r]*|\d+)\r\n$/,
+  ): Promise<{ reply: string; localPort: number }> =>
     new Promise((resolve, reject) => {
       const socket = createConnection({ port: chosen, host: '127.0.0.1' })
       let reply = ''
@@ -155,11 +164,7 @@ export async function startMemcached(options: number | MemcachedOptions = {}): P
       socket.on('error', reject)
       socket.on('data', (d: Buffer) => {
         reply += d.toString('latin1')
-        if (
-          /(^|\r\n)(END|STORED|NOT_STORED|DELETED|NOT_FOUND|OK|MN|VERSION [^\r]*|(SERVER_|CLIENT_)?ERROR[^\r]*|\d+)\r\n$/.test(
-            reply,
-          )
-        ) {
+        if (done.test(reply)) {
           const localPort = socket.localPort ?? 0
           socket.end()
           resolve({ reply, localPort })
@@ -230,6 +235,21 @@ export async function startMemcached(options: number | MemcachedOptions = {}): P
         }
       }
       throw new Error('memcached never ran out of memory: was it started with -M?')
+    },
+    items: async (prefix) => {
+      const untilEnd = /(^|\n)(END|(SERVER_|CLIENT_)?ERROR[^\r]*)\r\n$/
+      const dump = (await send('lru_crawler metadump all', untilEnd)).reply
+      const keys = [...dump.matchAll(/^key=(\S+) /gm)]
+        .map((match) => decodeURIComponent(match[1] as string))
+        .filter((key) => key.startsWith(prefix))
+      const items = new Map<string, string>()
+      for (let i = 0; i < keys.length; i += 100) {
+        const { reply } = await send(`get ${keys.slice(i, i + 100).join(' ')}`, untilEnd)
+        for (const match of reply.matchAll(/^VALUE (\S+) \d+ \d+\r\n([^\r]*)\r\n/gm)) {
+          items.set(match[1] as string, match[2] as string)
+        }
+      }
+      return items
     },
     clients: async () => {
       const { reply, localPort } = await send('stats conns')
