@@ -1,37 +1,24 @@
-// The hello app: GET / behind the rate limiter, GET /healthz outside it, and access logs.
+// The hello app: GET / behind the rate limiter; GET /healthz (liveness) and GET /readyz
+// (readiness) outside it; access logs.
 
-import { FailoverStore } from '@slidelimit/core'
-import type { SlidingWindowLimiter, Store } from '@slidelimit/core'
+import type { SlidingWindowLimiter } from '@slidelimit/core'
 import { rateLimiter } from '@slidelimit/hono-middleware'
 import type { RateLimitInfo } from '@slidelimit/hono-middleware'
 import { Hono } from 'hono'
 import type { Config } from './config.js'
+import type { Health } from './health.js'
 import type { Logger } from './logger.js'
 
 export interface AppParts {
   config: Config
   /** The policies on GET /: the main one, then the burst one when configured. */
   policies: { name: string; limiter: SlidingWindowLimiter }[]
-  store: Store
+  /** What /healthz and /readyz report, kept current in the background. */
+  health: Health
   logger: Logger
 }
 
-/** Milliseconds /healthz waits for the store to answer a ping. */
-const HEALTH_TIMEOUT_MS = 500
-
-function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(new Error(`no answer within ${ms} ms`))
-    }, ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => {
-    clearTimeout(timer)
-  })
-}
-
-export function createApp({ config, policies, store, logger }: AppParts): Hono {
+export function createApp({ config, policies, health, logger }: AppParts): Hono {
   const app = new Hono()
 
   if (logger.enabled('info')) {
@@ -49,24 +36,11 @@ export function createApp({ config, policies, store, logger }: AppParts): Hono {
     })
   }
 
-  app.get('/healthz', async (c) => {
-    let state: 'up' | 'down' = 'up'
-    let error: string | undefined
-    try {
-      await withTimeout(store.ping(), HEALTH_TIMEOUT_MS)
-    } catch (err) {
-      state = 'down'
-      error = err instanceof Error ? err.message : String(err)
-    }
-    return c.json({
-      status: 'ok',
-      store: {
-        backend: config.storeBackend,
-        state,
-        ...(store instanceof FailoverStore && { failureMode: store.mode }),
-        ...(error !== undefined && { error }),
-      },
-    })
+  // Neither calls memcached: both report what the store already knows (health.ts).
+  app.get('/healthz', (c) => c.json(health.report()))
+  app.get('/readyz', (c) => {
+    const report = health.report()
+    return c.json(report, report.ready ? 200 : 503)
   })
 
   const limit = rateLimiter({

@@ -41,7 +41,13 @@ describe('the hello server', () => {
     // /healthz is outside the limit.
     const health = await fetch(`${server.url}/healthz`)
     expect(health.status).toBe(200)
-    expect(await health.json()).toEqual({ status: 'ok', store: { backend: 'memory', state: 'up' } })
+    expect(await health.json()).toEqual({
+      status: 'ok',
+      ready: true,
+      store: { backend: 'memory', state: 'up' },
+    })
+    const ready = await fetch(`${server.url}/readyz`)
+    expect(ready.status).toBe(200)
   })
 
   it('follows RATE_LIMIT and RATE_WINDOW_SECONDS', async () => {

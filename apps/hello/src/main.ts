@@ -8,6 +8,7 @@ import { MemcacheStore } from '@slidelimit/store-memcache'
 import type { MemcacheEvent } from '@slidelimit/store-memcache'
 import { MemoryStore } from '@slidelimit/store-memory'
 import { createApp } from './app.js'
+import { Health } from './health.js'
 import { EnvError, loadConfig } from './config.js'
 import type { Config } from './config.js'
 import { createLogger } from './logger.js'
@@ -53,9 +54,9 @@ function logMemcacheEvent(logger: Logger, event: MemcacheEvent): void {
   }
 }
 
-function createStore(config: Config, logger: Logger): Store {
+function createStore(config: Config, logger: Logger): { store: Store; health: Health } {
   if (config.storeBackend === 'memory') {
-    return new MemoryStore()
+    return { store: new MemoryStore(), health: new Health({ logger }) }
   }
   const primary = new MemcacheStore({
     servers: config.memcacheServers.join(','),
@@ -64,23 +65,36 @@ function createStore(config: Config, logger: Logger): Store {
       logMemcacheEvent(logger, event)
     },
   })
-  return new FailoverStore({
+  const failover = new FailoverStore({
     primary,
     fallback: new MemoryStore(),
     mode: config.failureMode,
-    onStateChange: ({ state, error, retryInMs }) => {
+    onStateChange: ({ state, shard, error, retryInMs, down, shards }) => {
+      // One breaker per server: only the requesters of a server that is down leave the
+      // shared limits.
+      const where = shards === 1 ? '' : ' on one server'
+      const whose = shards === 1 ? '' : ' the requesters it holds'
       if (state === 'down') {
         logger.warn(
           config.failureMode === 'open'
-            ? 'memcached is down: deciding with local in-memory limits'
-            : 'memcached is down: answering 503 (STORE_FAILURE_MODE=closed)',
-          { error: error instanceof Error ? error.message : String(error), retryInMs },
+            ? `memcached is down${where}: deciding${whose} with local in-memory limits`
+            : `memcached is down${where}: answering 503${shards === 1 ? '' : ' to the requesters it holds'} (STORE_FAILURE_MODE=closed)`,
+          {
+            server: shard,
+            error: error instanceof Error ? error.message : String(error),
+            retryInMs,
+            serversDown: `${down} of ${shards}`,
+          },
         )
       } else {
-        logger.info('memcached is back: using the shared limits again')
+        logger.info(
+          `memcached is back${where}:${shards === 1 ? ' using the shared limits again' : `${whose} use the shared limits again`}`,
+          { server: shard, serversDown: `${down} of ${shards}` },
+        )
       }
     },
   })
+  return { store: failover, health: new Health({ logger, memcache: { failover, stats: primary } }) }
 }
 
 let config: Config
@@ -94,7 +108,7 @@ try {
 }
 
 const logger = createLogger(config.logLevel)
-const store = createStore(config, logger)
+const { store, health } = createStore(config, logger)
 const policies = [
   {
     name: 'default',
@@ -117,7 +131,7 @@ if (config.burst !== undefined) {
     }),
   })
 }
-const app = createApp({ config, policies, store, logger })
+const app = createApp({ config, policies, health, logger })
 
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
   logger.info('listening', {
@@ -132,8 +146,9 @@ const server = serve({ fetch: app.fetch, port: config.port, hostname: config.hos
       failureMode: config.failureMode,
     }),
   })
-  // Say at once whether the shared store answers; failures are logged by the store.
-  store.ping().catch(() => undefined)
+  // Says at once whether the shared store answers (failures are logged by the store), then
+  // keeps /healthz and /readyz current.
+  health.start()
 })
 
 server.on('error', (err: NodeJS.ErrnoException) => {
@@ -146,6 +161,8 @@ function shutdown(signal: NodeJS.Signals): void {
     return
   }
   stopping = true
+  // /readyz answers 503 from now on, on connections that are still open.
+  health.stop()
   logger.info('shutting down', { signal })
   const force = setTimeout(() => {
     logger.warn('in-flight requests did not finish in time; exiting', { ms: DRAIN_TIMEOUT_MS })

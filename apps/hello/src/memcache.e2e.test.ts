@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { MemoryStore } from '@slidelimit/store-memory'
 import { createApp } from './app.js'
 import { loadConfig } from './config.js'
+import { Health } from './health.js'
 import { createLogger } from './logger.js'
 import { expectLoggedOncePerChange, startServer } from './server.test-helpers.js'
 import type { RunningServer } from './server.test-helpers.js'
@@ -41,6 +42,19 @@ async function health(server: RunningServer): Promise<unknown> {
   return (await fetch(`${server.url}/healthz`)).json()
 }
 
+/** /healthz once the background check has read every server's stats (at start: within 1 s). */
+async function healthWithStats(server: RunningServer): Promise<unknown> {
+  const started = Date.now()
+  for (;;) {
+    const body = (await health(server)) as { store: { servers: Record<string, object> } }
+    if (Object.values(body.store.servers).every((status) => 'evictions' in status)) {
+      return body
+    }
+    expect(Date.now() - started, server.output()).toBeLessThan(3000)
+    await sleep(50)
+  }
+}
+
 describe.skipIf(!available)('the hello app in this process, with memcached', () => {
   it('answers 200 then 429, never 500, while its request ids cross 2^31 and 2^32', async () => {
     const cache = await memcached()
@@ -67,7 +81,7 @@ describe.skipIf(!available)('the hello app in this process, with memcached', () 
       const app = createApp({
         config,
         policies: [{ name: 'default', limiter }],
-        store,
+        health: new Health({ logger: createLogger('silent') }),
         logger: createLogger('silent'),
       })
       const statuses: number[] = []
@@ -101,9 +115,15 @@ describe.skipIf(!available)('the hello server with STORE_BACKEND=memcache', () =
       expect(res.status).toBe(429)
       expect(await res.text()).toMatch(/^Rate limit exceeded\. Try again in #\d+ seconds$/)
     }
-    expect(await health(a)).toEqual({
+    expect(await healthWithStats(a)).toEqual({
       status: 'ok',
-      store: { backend: 'memcache', state: 'up', failureMode: 'open' },
+      ready: true,
+      store: {
+        backend: 'memcache',
+        state: 'up',
+        failureMode: 'open',
+        servers: { [cache.address]: { state: 'up', evictions: 0 } },
+      },
     })
   })
 
@@ -193,7 +213,24 @@ describe.skipIf(!available)('the hello server with STORE_BACKEND=memcache', () =
     const res = await fetch(server.url)
     expect(res.status).toBe(503)
     expect(await res.text()).toBe('Rate limiting is unavailable. Try again later.')
+    // Alive, but not ready: a load balancer stops sending it requests it can only refuse.
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
+    const notReady = await fetch(`${server.url}/readyz`)
+    expect(notReady.status).toBe(503)
+    expect(await notReady.json()).toMatchObject({
+      status: 'ok',
+      ready: false,
+      reason: 'every memcached server is down and STORE_FAILURE_MODE=closed',
+      store: { state: 'down', servers: { [cache.address]: { state: 'down' } } },
+    })
+    // Ready again once the background check's probe finds memcached back (back-off 250 ms).
+    await memcached(cache.port)
+    const started = Date.now()
+    while ((await fetch(`${server.url}/readyz`)).status !== 200) {
+      expect(Date.now() - started, server.output()).toBeLessThan(3000)
+      await sleep(50)
+    }
+    expect((await fetch(server.url)).status).toBe(200)
   })
 
   it('starts while memcached is unreachable and serves from local limits', async () => {

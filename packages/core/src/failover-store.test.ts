@@ -576,3 +576,31 @@ describe('FailoverStore over a store of several shards', () => {
     expect(() => new FailoverStore({ primary: twice, fallback })).toThrow(/primary/)
   })
 })
+
+describe('a limiter on a FailoverStore, with requesters blocked on local counts', () => {
+  it('brings them back to the shared counts at the first decision after the shard is back', async () => {
+    const { store, primary, changes, advance } = setup()
+    let t = 1_700_000_000_000
+    const limiter = createLimiter({ store, limit: 2, windowSeconds: 600, now: () => t })
+    const later = (ms: number): void => {
+      t += ms
+      advance(ms)
+    }
+    primary.mode = 'fail'
+    // Down: the local counts admit 2 and block the third, a denial the limiter then remembers.
+    expect((await limiter.consume('a')).allowed).toBe(true)
+    expect((await limiter.consume('a')).allowed).toBe(true)
+    expect((await limiter.consume('a')).allowed).toBe(false)
+    const calls = primary.calls
+    primary.mode = 'ok'
+    later(100)
+    // A remembered denial makes no store call, yet asks for the epoch: the due probe is made.
+    expect((await limiter.consume('a')).allowed).toBe(false)
+    expect(primary.calls).toBe(calls)
+    await flush()
+    expect(changes.map((c) => c.state)).toEqual(['down', 'up'])
+    // The next decision reads the shared counts (empty here: nothing reached them).
+    expect((await limiter.consume('a')).allowed).toBe(true)
+    expect(primary.calls).toBe(calls + 1)
+  })
+})

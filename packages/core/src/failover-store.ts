@@ -251,13 +251,28 @@ export class FailoverStore implements Store {
    * Changes whenever the shard holding `key` switches between primary and fallback, and for
    * one key when a call for it was answered by the fallback because its data was unusable: the
    * counters answered from are another store's, so limiters drop what they cached before.
+   * Asked while the key's shard is down, it starts that shard's probe when one is due.
    */
   epochOf(key: string): number {
-    const epoch = (this.#single ?? this.#breakerOf(key)).epoch
-    if (this.#keyEpochs.size === 0) {
-      return epoch
+    let breaker = this.#single
+    if (breaker === undefined) {
+      try {
+        breaker = this.#breakerOf(key)
+      } catch {
+        // A key the primary cannot place is answered by the fallback, call by call.
+        return this.#keyEpochs.get(key) ?? 0
+      }
     }
-    return Math.max(epoch, this.#keyEpochs.get(key) ?? 0)
+    if (breaker.state === 'down') {
+      // Limiters ask this even when they decide from what they cached (a requester they know
+      // is blocked): so a due probe is made for a shard whose every requester is blocked
+      // locally, and those requesters see the shared counts again as soon as it is back.
+      this.#maybeProbe(breaker)
+    }
+    if (this.#keyEpochs.size === 0) {
+      return breaker.epoch
+    }
+    return Math.max(breaker.epoch, this.#keyEpochs.get(key) ?? 0)
   }
 
   update(

@@ -1,0 +1,110 @@
+import { FailoverStore, StoreError } from '@slidelimit/core'
+import type { Store } from '@slidelimit/core'
+import { MemoryStore } from '@slidelimit/store-memory'
+import { describe, expect, it } from 'vitest'
+import { Health } from './health.js'
+import { createLogger } from './logger.js'
+
+/** Two servers whose pings and stats a test controls. */
+function pool() {
+  const down = new Set<string>()
+  const evictions: Record<string, number> = { 'a:1': 0, 'b:1': 0 }
+  const primary: Store = {
+    name: 'memcache',
+    shards: ['a:1', 'b:1'],
+    shardOf: (key) => (key.startsWith('a') ? 'a:1' : 'b:1'),
+    update: () => Promise.resolve([]),
+    ping: (server?: string) =>
+      [...(server === undefined ? ['a:1', 'b:1'] : [server])].some((s) => down.has(s))
+        ? Promise.reject(new StoreError('memcache', 'connection refused'))
+        : Promise.resolve(),
+    close: () => Promise.resolve(),
+  }
+  const stats = {
+    stats: (server: string) =>
+      Promise.resolve({ [server]: { evictions: String(evictions[server]) } }),
+  }
+  const lines: string[] = []
+  const logger = createLogger('info', (line) => lines.push(line))
+  const make = (mode: 'open' | 'closed') =>
+    new Health({
+      logger,
+      memcache: {
+        failover: new FailoverStore({ primary, fallback: new MemoryStore(), mode }),
+        stats,
+      },
+    })
+  return { down, evictions, lines, make }
+}
+
+describe('Health', () => {
+  it('reports each server, and logs evictions once per growth', async () => {
+    const { evictions, lines, make } = pool()
+    const health = make('open')
+    await health.refresh()
+    expect(health.report()).toEqual({
+      status: 'ok',
+      ready: true,
+      store: {
+        backend: 'memcache',
+        state: 'up',
+        failureMode: 'open',
+        servers: { 'a:1': { state: 'up', evictions: 0 }, 'b:1': { state: 'up', evictions: 0 } },
+      },
+    })
+    expect(lines).toEqual([])
+    evictions['b:1'] = 350
+    await health.refresh()
+    await health.refresh()
+    evictions['b:1'] = 352
+    await health.refresh()
+    const logged = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
+    expect(logged.map(({ server, evicted, evictions: total }) => [server, evicted, total])).toEqual(
+      [
+        ['b:1', 350, 350],
+        ['b:1', 2, 352],
+      ],
+    )
+    expect(logged[0]?.msg).toMatch(/limits of their requesters started over/)
+    // A restarted server counts from 0: a new baseline, not a drop.
+    evictions['b:1'] = 0
+    await health.refresh()
+    expect(lines).toHaveLength(2)
+  })
+
+  it('stays ready in closed mode while some servers answer, and not when none does', async () => {
+    const { down, make } = pool()
+    const health = make('closed')
+    down.add('a:1')
+    await health.refresh()
+    expect(health.report()).toMatchObject({
+      ready: true,
+      store: {
+        state: 'degraded',
+        servers: { 'a:1': { state: 'down', retryInMs: 250 }, 'b:1': { state: 'up' } },
+      },
+    })
+    down.add('b:1')
+    await health.refresh()
+    expect(health.report()).toMatchObject({
+      ready: false,
+      reason: 'every memcached server is down and STORE_FAILURE_MODE=closed',
+      store: { state: 'down' },
+    })
+  })
+
+  it('stays ready in open mode with every server down: local limits decide', async () => {
+    const { down, make } = pool()
+    const health = make('open')
+    down.add('a:1').add('b:1')
+    await health.refresh()
+    expect(health.report()).toMatchObject({ ready: true, store: { state: 'down' } })
+  })
+
+  it('is not ready once it is shutting down', () => {
+    const health = new Health({ logger: createLogger('silent') })
+    expect(health.report().ready).toBe(true)
+    health.stop()
+    expect(health.report()).toMatchObject({ ready: false, reason: 'shutting down' })
+  })
+})

@@ -1,0 +1,161 @@
+// What /healthz and /readyz report: the state the store already knows, refreshed in the
+// background at most once per interval, so that a health request never calls memcached. Each
+// refresh pings the memcached servers that are up (and probes the ones that are down, when
+// their breaker's probe is due), then reads `evictions` from their stats and logs it when it
+// grows: an evicted counter is a requester whose limit started over.
+
+import type { FailoverStore, PoolState } from '@slidelimit/core'
+import type { Logger } from './logger.js'
+
+/** One memcached server, as /healthz shows it. */
+export interface ServerHealth {
+  state: 'up' | 'down'
+  /** Why it is down. */
+  error?: string
+  /** Milliseconds until its breaker probes it again, when it is down. */
+  retryInMs?: number
+  /** Counters memcached evicted since it started, from its last stats read. */
+  evictions?: number
+}
+
+/** The body of /healthz and /readyz. */
+export interface HealthReport {
+  /** Always `ok`: the process serves (liveness). */
+  status: 'ok'
+  /** Whether the instance can decide requests (readiness); /readyz answers 503 when not. */
+  ready: boolean
+  /** Why it is not ready. */
+  reason?: string
+  store: {
+    backend: 'memory' | 'memcache'
+    /** `up`: every server in use; `degraded`: some servers down; `down`: all down. */
+    state: PoolState
+    failureMode?: 'open' | 'closed'
+    servers?: Record<string, ServerHealth>
+  }
+}
+
+/** What the monitor needs of the memcached store. */
+export interface StatsSource {
+  stats(server: string): Promise<Record<string, Record<string, string>>>
+}
+
+export interface HealthOptions {
+  logger: Logger
+  /** The memcached pool behind its breakers; none for the memory store. */
+  memcache?: { failover: FailoverStore; stats: StatsSource }
+  /** Milliseconds between two refreshes. Defaults to 1000. */
+  intervalMs?: number
+}
+
+/** Keeps the health report current in the background. */
+export class Health {
+  readonly #logger: Logger
+  readonly #memcache: HealthOptions['memcache']
+  readonly #intervalMs: number
+  /** Evictions each server reported at its last stats read. */
+  readonly #evictions = new Map<string, number>()
+  #timer: NodeJS.Timeout | undefined
+  #refreshing: Promise<void> | undefined
+  #stopping = false
+
+  constructor({ logger, memcache, intervalMs = 1000 }: HealthOptions) {
+    this.#logger = logger
+    this.#memcache = memcache
+    this.#intervalMs = intervalMs
+  }
+
+  /** Refreshes now, then every interval, until {@link stop}. */
+  start(): void {
+    if (this.#memcache === undefined || this.#timer !== undefined) {
+      return
+    }
+    void this.refresh()
+    this.#timer = setInterval(() => void this.refresh(), this.#intervalMs)
+    this.#timer.unref()
+  }
+
+  /** The instance is shutting down: not ready any more, and no more refreshes. */
+  stop(): void {
+    this.#stopping = true
+    clearInterval(this.#timer)
+  }
+
+  /** One refresh: pings (or probes) the servers, then reads evictions of those that are up. */
+  refresh(): Promise<void> {
+    this.#refreshing ??= this.#refresh().finally(() => {
+      this.#refreshing = undefined
+    })
+    return this.#refreshing
+  }
+
+  report(): HealthReport {
+    const memcache = this.#memcache
+    if (memcache === undefined) {
+      return {
+        status: 'ok',
+        ready: !this.#stopping,
+        ...(this.#stopping && { reason: 'shutting down' }),
+        store: { backend: 'memory', state: 'up' },
+      }
+    }
+    const { failover } = memcache
+    const state = failover.state
+    const servers: Record<string, ServerHealth> = {}
+    for (const { shard, ...status } of failover.shardStates()) {
+      const evictions = this.#evictions.get(shard)
+      servers[shard] = { ...status, ...(evictions !== undefined && { evictions }) }
+    }
+    // With some servers down, their requesters are decided as the failure mode says (local
+    // limits, or 503 in closed mode) on every instance alike: another instance would not do
+    // better, so the instance stays ready. Closed mode with every server down can only refuse.
+    let reason: string | undefined
+    if (this.#stopping) {
+      reason = 'shutting down'
+    } else if (failover.mode === 'closed' && state === 'down') {
+      reason = 'every memcached server is down and STORE_FAILURE_MODE=closed'
+    }
+    return {
+      status: 'ok',
+      ready: reason === undefined,
+      ...(reason !== undefined && { reason }),
+      store: { backend: 'memcache', state, failureMode: failover.mode, servers },
+    }
+  }
+
+  async #refresh(): Promise<void> {
+    const memcache = this.#memcache
+    if (memcache === undefined || this.#stopping) {
+      return
+    }
+    // Failures are the breakers' business (and logged by them); the report reads their state.
+    await memcache.failover.ping().catch(() => undefined)
+    const up = memcache.failover.shardStates().filter(({ state }) => state === 'up')
+    await Promise.all(
+      up.map(async ({ shard }) => {
+        try {
+          const stats = (await memcache.stats.stats(shard))[shard]
+          this.#sawEvictions(shard, Number(stats?.evictions))
+        } catch {
+          // A server that does not answer its stats is reported by the next ping.
+        }
+      }),
+    )
+  }
+
+  #sawEvictions(server: string, evictions: number): void {
+    if (!Number.isSafeInteger(evictions)) {
+      return
+    }
+    const before = this.#evictions.get(server)
+    this.#evictions.set(server, evictions)
+    // A restarted server counts from 0 again: that is a new baseline, not a growth.
+    const grown = before === undefined || evictions < before ? evictions : evictions - before
+    if (grown > 0) {
+      this.#logger.warn(
+        'memcached evicted counters for lack of memory: the limits of their requesters started over (give it more memory, see the README on sizing)',
+        { server, evicted: grown, evictions },
+      )
+    }
+  }
+}
