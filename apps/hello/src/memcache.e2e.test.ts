@@ -21,8 +21,8 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((s) => s.stop('SIGKILL')))
 })
 
-async function memcached(port?: number): Promise<Memcached> {
-  const m = await startMemcached(port)
+async function memcached(options?: Parameters<typeof startMemcached>[0]): Promise<Memcached> {
+  const m = await startMemcached(options)
   running.push(m)
   return m
 }
@@ -231,6 +231,28 @@ describe.skipIf(!available)('the hello server with STORE_BACKEND=memcache', () =
       await sleep(50)
     }
     expect((await fetch(server.url)).status).toBe(200)
+  })
+
+  it('shows memcached evictions on /healthz and logs them when they grow', async () => {
+    const cache = await memcached({ megabytes: 2, args: ['-I', '512k'] })
+    const server = await app(cache)
+    expect(await healthWithStats(server)).toMatchObject({
+      store: { servers: { [cache.address]: { evictions: 0 } } },
+    })
+    // More items than 2 MB hold: memcached evicts the oldest, as it would counters.
+    for (let filled = 0; ((await cache.stats()).evictions ?? 0) === 0; filled += 2000) {
+      expect(filled).toBeLessThan(200_000)
+      const sets = Array.from(
+        { length: 2000 },
+        (_, i) => `set spray-${filled + i} 0 0 100 noreply\r\n${'x'.repeat(100)}`,
+      )
+      await cache.command(`${sets.join('\r\n')}\r\nmn`)
+    }
+    await server.waitForOutput(/"msg":"memcached evicted counters for lack of memory/)
+    const body = (await health(server)) as {
+      store: { servers: Record<string, { evictions: number }> }
+    }
+    expect(body.store.servers[cache.address]?.evictions).toBeGreaterThan(0)
   })
 
   it('starts while memcached is unreachable and serves from local limits', async () => {

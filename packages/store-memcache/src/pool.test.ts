@@ -79,13 +79,13 @@ describe.skipIf(!available)('MemcacheStore on a pool of servers', () => {
     await Promise.all([one.close(), two.close()])
   })
 
-  it('moves about a quarter of the requesters, and no more than a third, when a fourth server joins', async () => {
+  it('moves about a quarter of the requesters, all to the new server, when a fourth server joins', async () => {
     const prefix = 'grow:'
     const three = new MemcacheStore({ servers: servers(3).join(','), prefix, deadlineMs: 2000 })
     const four = new MemcacheStore({ servers: servers(4).join(','), prefix, deadlineMs: 2000 })
     const before = createLimiter({ store: three, limit: 100, windowSeconds: 3600 })
     const after = createLimiter({ store: four, limit: 100, windowSeconds: 3600 })
-    const requesters = Array.from({ length: 300 }, (_, i) => `user-${i}`)
+    const requesters = Array.from({ length: 600 }, (_, i) => `user-${i}`)
     await Promise.all(requesters.map((id) => before.consume(id)))
     // A requester that kept its server still has its first request counted: 98 left, not 99.
     const remaining = await Promise.all(
@@ -93,8 +93,11 @@ describe.skipIf(!available)('MemcacheStore on a pool of servers', () => {
     )
     const moved = remaining.filter((left) => left === 99).length
     expect(remaining.filter((left) => left !== 98 && left !== 99)).toEqual([])
+    // The new server's share of the ring is 1/4 on average; with 160 points per server and
+    // these servers' random ports it ranges over about 0.19-0.34 for 600 requesters (1,000
+    // random port sets), so "about a third" is asserted as 0.36, four standard deviations up.
     expect(moved / requesters.length).toBeGreaterThan(0.1)
-    expect(moved / requesters.length).toBeLessThanOrEqual(1 / 3)
+    expect(moved / requesters.length).toBeLessThanOrEqual(0.36)
     // The new server holds exactly the moved requesters, each with the one request since.
     const onNew = (await countsByServer(prefix)).get(pool[3]?.address ?? '')
     expect(onNew?.size).toBe(moved)
