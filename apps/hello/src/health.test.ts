@@ -26,20 +26,22 @@ function pool() {
   }
   const lines: string[] = []
   const logger = createLogger('info', (line) => lines.push(line))
+  const clock = { t: 1_700_000_000_000 }
   const make = (mode: 'open' | 'closed') =>
     new Health({
       logger,
+      now: () => clock.t,
       memcache: {
         failover: new FailoverStore({ primary, fallback: new MemoryStore(), mode }),
         stats,
       },
     })
-  return { down, evictions, lines, make }
+  return { down, evictions, lines, make, clock }
 }
 
 describe('Health', () => {
-  it('reports each server, and logs evictions once per growth', async () => {
-    const { evictions, lines, make } = pool()
+  it('reports each server, and logs evictions when they grow, once a minute at most', async () => {
+    const { evictions, lines, make, clock } = pool()
     const health = make('open')
     await health.refresh()
     expect(health.report()).toEqual({
@@ -56,17 +58,28 @@ describe('Health', () => {
     evictions['b:1'] = 350
     await health.refresh()
     await health.refresh()
-    evictions['b:1'] = 352
+    // Growing every second of a spray: no new line within the minute...
+    for (let second = 1; second <= 59; second++) {
+      clock.t += 1000
+      evictions['b:1'] += 2
+      await health.refresh()
+    }
+    expect(lines).toHaveLength(1)
+    // ...then one with everything since.
+    clock.t += 1000
+    evictions['b:1'] += 2
     await health.refresh()
     const logged = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
     expect(logged.map(({ server, evicted, evictions: total }) => [server, evicted, total])).toEqual(
       [
         ['b:1', 350, 350],
-        ['b:1', 2, 352],
+        ['b:1', 120, 470],
       ],
     )
     expect(logged[0]?.msg).toMatch(/limits of their requesters started over/)
-    // A restarted server counts from 0: a new baseline, not a drop.
+    expect(health.report().store.servers?.['b:1']?.evictions).toBe(470)
+    // A restarted server counts from 0: a new baseline, not a drop, and nothing to log.
+    clock.t += 60_000
     evictions['b:1'] = 0
     await health.refresh()
     expect(lines).toHaveLength(2)

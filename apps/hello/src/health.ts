@@ -2,10 +2,14 @@
 // background at most once per interval, so that a health request never calls memcached. Each
 // refresh pings the memcached servers that are up (and probes the ones that are down, when
 // their breaker's probe is due), then reads `evictions` from their stats and logs it when it
-// grows: an evicted counter is a requester whose limit started over.
+// grows (at most once a minute per server): an evicted counter is a requester whose limit
+// started over.
 
 import type { FailoverStore, PoolState } from '@slidelimit/core'
 import type { Logger } from './logger.js'
+
+/** Milliseconds between two eviction lines of one server. */
+const EVICTION_LOG_INTERVAL_MS = 60_000
 
 /** One memcached server, as /healthz shows it. */
 export interface ServerHealth {
@@ -42,6 +46,8 @@ export interface StatsSource {
 
 export interface HealthOptions {
   logger: Logger
+  /** The clock, in milliseconds. Defaults to `Date.now`. */
+  now?: () => number
   /** The memcached pool behind its breakers; none for the memory store. */
   memcache?: { failover: FailoverStore; stats: StatsSource }
   /** Milliseconds between two refreshes. Defaults to 1000. */
@@ -55,12 +61,16 @@ export class Health {
   readonly #intervalMs: number
   /** Evictions each server reported at its last stats read. */
   readonly #evictions = new Map<string, number>()
+  /** Per server: evictions seen but not logged yet, and when the last line was logged. */
+  readonly #unlogged = new Map<string, { evicted: number; loggedAt: number }>()
+  readonly #now: () => number
   #timer: NodeJS.Timeout | undefined
   #refreshing: Promise<void> | undefined
   #stopping = false
 
-  constructor({ logger, memcache, intervalMs = 1000 }: HealthOptions) {
+  constructor({ logger, memcache, intervalMs = 1000, now = Date.now }: HealthOptions) {
     this.#logger = logger
+    this.#now = now
     this.#memcache = memcache
     this.#intervalMs = intervalMs
   }
@@ -151,11 +161,22 @@ export class Health {
     this.#evictions.set(server, evictions)
     // A restarted server counts from 0 again: that is a new baseline, not a growth.
     const grown = before === undefined || evictions < before ? evictions : evictions - before
-    if (grown > 0) {
+    if (grown === 0) {
+      return
+    }
+    // One line per server per minute at most: a sustained spray is one line a minute, each
+    // with the evictions since the line before.
+    const now = this.#now()
+    const unlogged = this.#unlogged.get(server) ?? { evicted: 0, loggedAt: -Infinity }
+    unlogged.evicted += grown
+    this.#unlogged.set(server, unlogged)
+    if (now - unlogged.loggedAt >= EVICTION_LOG_INTERVAL_MS) {
       this.#logger.warn(
         'memcached evicted counters for lack of memory: the limits of their requesters started over (give it more memory, see the README on sizing)',
-        { server, evicted: grown, evictions },
+        { server, evicted: unlogged.evicted, evictions },
       )
+      unlogged.evicted = 0
+      unlogged.loggedAt = now
     }
   }
 }
