@@ -83,6 +83,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ HOST: 'bad host!' })).toThrow(/HOST/)
     expect(() => loadConfig({ RATE_LIMIT: '-5' })).toThrow(/RATE_LIMIT="-5"/)
   })
+
+  it('refuses a memcached server listed twice, however it is spelled', () => {
+    expect(() =>
+      loadConfig({ MEMCACHE_CONNECTION_STRING: 'cache:11211,[::1]:11211,[0:0::1]:11211' }),
+    ).toThrow(
+      'Invalid MEMCACHE_CONNECTION_STRING="cache:11211,[::1]:11211,[0:0::1]:11211": expected each server once ([::1]:11211 is listed twice)',
+    )
+  })
 })
 
 describe('parseServers', () => {

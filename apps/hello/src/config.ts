@@ -107,6 +107,14 @@ export function loadConfig(env: Env = process.env): Config {
       'host:port[,host:port...] with ports 1-65535, IPv6 hosts in brackets',
     )
   }
+  const twice = memcacheServers.find((server, i) => memcacheServers.indexOf(server) !== i)
+  if (twice !== undefined) {
+    throw new EnvError(
+      'MEMCACHE_CONNECTION_STRING',
+      rawServers,
+      `each server once (${twice} is listed twice)`,
+    )
+  }
   const memcacheTimeoutMs = integer(env, 'MEMCACHE_TIMEOUT_MS', 50, 1, 60_000)
   const rateLimit = integer(env, 'RATE_LIMIT', 100, 1, 1_000_000_000)
   const windowSeconds = integer(env, 'RATE_WINDOW_SECONDS', 3600, 1, 31_536_000)

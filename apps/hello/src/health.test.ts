@@ -9,6 +9,8 @@ import { createLogger } from './logger.js'
 function pool() {
   const down = new Set<string>()
   const evictions: Record<string, number> = { 'a:1': 0, 'b:1': 0 }
+  const pids: Record<string, string> = { 'a:1': '100', 'b:1': '200' }
+  const clock = { t: 1_700_000_000_000 }
   const primary: Store = {
     name: 'memcache',
     shards: ['a:1', 'b:1'],
@@ -22,26 +24,34 @@ function pool() {
   }
   const stats = {
     stats: (server: string) =>
-      Promise.resolve({ [server]: { evictions: String(evictions[server]) } }),
+      Promise.resolve({
+        [server]: {
+          evictions: String(evictions[server]),
+          pid: pids[server] as string,
+          uptime: String(Math.floor(clock.t / 1000)),
+        },
+      }),
   }
   const lines: string[] = []
   const logger = createLogger('info', (line) => lines.push(line))
-  const clock = { t: 1_700_000_000_000 }
+  const now = (): number => clock.t
   const make = (mode: 'open' | 'closed') =>
     new Health({
       logger,
-      now: () => clock.t,
+      now,
       memcache: {
-        failover: new FailoverStore({ primary, fallback: new MemoryStore(), mode }),
+        failover: new FailoverStore({ primary, fallback: new MemoryStore(), mode, now }),
         stats,
       },
     })
-  return { down, evictions, lines, make, clock }
+  return { down, evictions, pids, lines, make, clock }
 }
 
 describe('Health', () => {
   it('reports each server, and logs evictions when they grow, once a minute at most', async () => {
-    const { evictions, lines, make, clock } = pool()
+    const { evictions, pids, lines, make, clock } = pool()
+    // Evictions from before this process started are shown, not logged again.
+    evictions['a:1'] = 5000
     const health = make('open')
     await health.refresh()
     expect(health.report()).toEqual({
@@ -51,38 +61,62 @@ describe('Health', () => {
         backend: 'memcache',
         state: 'up',
         failureMode: 'open',
-        servers: { 'a:1': { state: 'up', evictions: 0 }, 'b:1': { state: 'up', evictions: 0 } },
+        servers: {
+          'a:1': { state: 'up', evictions: 5000 },
+          'b:1': { state: 'up', evictions: 0 },
+        },
       },
     })
     expect(lines).toEqual([])
-    evictions['b:1'] = 350
-    await health.refresh()
-    await health.refresh()
-    // Growing every second of a spray: no new line within the minute...
-    for (let second = 1; second <= 59; second++) {
-      clock.t += 1000
-      evictions['b:1'] += 2
+    const tick = async (ms = 1000): Promise<void> => {
+      clock.t += ms
       await health.refresh()
+    }
+    evictions['b:1'] = 350
+    await tick()
+    await tick()
+    // Growing every second of a spray: no new line within the minute...
+    for (let second = 1; second <= 58; second++) {
+      evictions['b:1'] += 2
+      await tick()
     }
     expect(lines).toHaveLength(1)
     // ...then one with everything since.
-    clock.t += 1000
     evictions['b:1'] += 2
-    await health.refresh()
+    await tick()
+    // The end of a spray, followed by quiet, is logged within a minute too.
+    evictions['b:1'] += 7
+    await tick()
+    await tick(30_000)
+    expect(lines).toHaveLength(2)
+    await tick(30_000)
+    // A restarted server counts from 0: what it evicted since is all new.
+    pids['b:1'] = '201'
+    evictions['b:1'] = 3
+    await tick(60_000)
     const logged = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
     expect(logged.map(({ server, evicted, evictions: total }) => [server, evicted, total])).toEqual(
       [
         ['b:1', 350, 350],
-        ['b:1', 120, 470],
+        ['b:1', 118, 468],
+        ['b:1', 7, 475],
+        ['b:1', 3, 3],
       ],
     )
     expect(logged[0]?.msg).toMatch(/limits of their requesters started over/)
-    expect(health.report().store.servers?.['b:1']?.evictions).toBe(470)
-    // A restarted server counts from 0: a new baseline, not a drop, and nothing to log.
-    clock.t += 60_000
-    evictions['b:1'] = 0
+    expect(health.report().store.servers?.['b:1']?.evictions).toBe(3)
+  })
+
+  it('is not ready in closed mode before its first check of memcached', async () => {
+    const { make } = pool()
+    const health = make('closed')
+    expect(health.report()).toMatchObject({
+      ready: false,
+      reason: 'checking memcached (STORE_FAILURE_MODE=closed)',
+    })
     await health.refresh()
-    expect(lines).toHaveLength(2)
+    expect(health.report().ready).toBe(true)
+    expect(make('open').report().ready).toBe(true)
   })
 
   it('stays ready in closed mode while some servers answer, and not when none does', async () => {

@@ -59,13 +59,15 @@ export class Health {
   readonly #logger: Logger
   readonly #memcache: HealthOptions['memcache']
   readonly #intervalMs: number
-  /** Evictions each server reported at its last stats read. */
-  readonly #evictions = new Map<string, number>()
+  /** What each server's last stats read said: evictions, and which run of memcached. */
+  readonly #seen = new Map<string, { evictions: number; pid: string; uptime: number }>()
   /** Per server: evictions seen but not logged yet, and when the last line was logged. */
   readonly #unlogged = new Map<string, { evicted: number; loggedAt: number }>()
   readonly #now: () => number
   #timer: NodeJS.Timeout | undefined
   #refreshing: Promise<void> | undefined
+  /** Whether a refresh has finished: before it, the breakers have not met memcached yet. */
+  #checked = false
   #stopping = false
 
   constructor({ logger, memcache, intervalMs = 1000, now = Date.now }: HealthOptions) {
@@ -113,7 +115,7 @@ export class Health {
     const state = failover.state
     const servers: Record<string, ServerHealth> = {}
     for (const { shard, ...status } of failover.shardStates()) {
-      const evictions = this.#evictions.get(shard)
+      const evictions = this.#seen.get(shard)?.evictions
       servers[shard] = { ...status, ...(evictions !== undefined && { evictions }) }
     }
     // With some servers down, their requesters are decided as the failure mode says (local
@@ -122,6 +124,8 @@ export class Health {
     let reason: string | undefined
     if (this.#stopping) {
       reason = 'shutting down'
+    } else if (failover.mode === 'closed' && !this.#checked) {
+      reason = 'checking memcached (STORE_FAILURE_MODE=closed)'
     } else if (failover.mode === 'closed' && state === 'down') {
       reason = 'every memcached server is down and STORE_FAILURE_MODE=closed'
     }
@@ -144,33 +148,38 @@ export class Health {
     await Promise.all(
       up.map(async ({ shard }) => {
         try {
-          const stats = (await memcache.stats.stats(shard))[shard]
-          this.#sawEvictions(shard, Number(stats?.evictions))
+          this.#sawStats(shard, (await memcache.stats.stats(shard))[shard] ?? {})
         } catch {
           // A server that does not answer its stats is reported by the next ping.
         }
       }),
     )
+    this.#checked = true
   }
 
-  #sawEvictions(server: string, evictions: number): void {
+  /** Notes a server's evictions; logs their growth, at most once a minute per server. */
+  #sawStats(server: string, stats: Record<string, string>): void {
+    const evictions = Number(stats.evictions)
     if (!Number.isSafeInteger(evictions)) {
       return
     }
-    const before = this.#evictions.get(server)
-    this.#evictions.set(server, evictions)
-    // A restarted server counts from 0 again: that is a new baseline, not a growth.
-    const grown = before === undefined || evictions < before ? evictions : evictions - before
-    if (grown === 0) {
-      return
+    const seen = { evictions, pid: stats.pid ?? '', uptime: Number(stats.uptime) }
+    const before = this.#seen.get(server)
+    this.#seen.set(server, seen)
+    let grown = 0
+    if (before !== undefined) {
+      // A restarted memcached (another pid, or its uptime went back) counts from 0 again.
+      const restarted = seen.pid !== before.pid || seen.uptime < before.uptime
+      grown = restarted ? evictions : Math.max(0, evictions - before.evictions)
     }
-    // One line per server per minute at most: a sustained spray is one line a minute, each
-    // with the evictions since the line before.
+    // The first read is the baseline: evictions from before this process started are on
+    // /healthz, and were logged by the processes that saw them happen.
     const now = this.#now()
     const unlogged = this.#unlogged.get(server) ?? { evicted: 0, loggedAt: -Infinity }
     unlogged.evicted += grown
     this.#unlogged.set(server, unlogged)
-    if (now - unlogged.loggedAt >= EVICTION_LOG_INTERVAL_MS) {
+    // Checked at every read, so that the end of a spray is logged within a minute too.
+    if (unlogged.evicted > 0 && now - unlogged.loggedAt >= EVICTION_LOG_INTERVAL_MS) {
       this.#logger.warn(
         'memcached evicted counters for lack of memory: the limits of their requesters started over (give it more memory, see the README on sizing)',
         { server, evicted: unlogged.evicted, evictions },

@@ -95,6 +95,11 @@ describe('the hello server', () => {
     ['STORE_BACKEND', 'redis', 'STORE_BACKEND="redis": expected one of memory, memcache'],
     ['STORE_FAILURE_MODE', 'maybe', 'STORE_FAILURE_MODE="maybe": expected one of open, closed'],
     ['MEMCACHE_CONNECTION_STRING', 'localhost', 'MEMCACHE_CONNECTION_STRING="localhost"'],
+    [
+      'MEMCACHE_CONNECTION_STRING',
+      'cache:11211,CACHE:11211',
+      'expected each server once (cache:11211 is listed twice)',
+    ],
     ['TRUST_PROXY', 'yes please', 'TRUST_PROXY="yes please"'],
     ['LOG_LEVEL', 'loud', 'LOG_LEVEL="loud"'],
   ])('refuses %s=%s at start with one line naming it', async (name, value, message) => {

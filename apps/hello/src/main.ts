@@ -108,7 +108,17 @@ try {
 }
 
 const logger = createLogger(config.logLevel)
-const { store, health } = createStore(config, logger)
+let parts: ReturnType<typeof createStore>
+try {
+  parts = createStore(config, logger)
+} catch (err) {
+  // The configuration passed loadConfig; a store that still refuses it says why in one line.
+  if ((err as { code?: unknown } | null)?.code === 'ERR_SLIDELIMIT_CONFIG') {
+    startupFailure((err as Error).message)
+  }
+  throw err
+}
+const { store, health } = parts
 const policies = [
   {
     name: 'default',

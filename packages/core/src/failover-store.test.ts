@@ -150,13 +150,14 @@ describe('FailoverStore', () => {
     }
     const downs = changes.filter((c) => c.state === 'down').map((c) => c.retryInMs)
     expect(downs).toEqual([100, 200, 400, 400, 400])
-    // However long it stays up without traffic, it has not answered a call yet.
+    // A failure long after the last recovery (more than maxBackoffMs) starts over, even though
+    // no call came meanwhile: a shard without traffic is not kept on the longest back-off.
     advance(60_000)
     await store.update('k', inc, [], 60)
-    expect(changes.at(-1)).toMatchObject({ state: 'down', retryInMs: 400 })
+    expect(changes.at(-1)).toMatchObject({ state: 'down', retryInMs: 100 })
     // Back for real: it answers calls, and its next failure starts from the shortest back-off.
     primary.mode = 'ok'
-    advance(400)
+    advance(100)
     await store.update('k', inc, [], 60)
     await flush()
     expect(await store.update('k', inc, [], 60)).toEqual([1])

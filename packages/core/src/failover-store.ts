@@ -71,6 +71,8 @@ class Breaker {
    * start): one that fails its first calls after a probe passed has not really come back.
    */
   answeredSinceUp = true
+  /** When the shard last came back (after a probe passed). */
+  upAt = -Infinity
   /** Records a primary answer, then passes its values on. */
   readonly answered = (values: number[]): number[] => {
     this.answeredSinceUp = true
@@ -106,7 +108,8 @@ export interface FailoverStoreOptions {
   mode?: 'open' | 'closed'
   /**
    * The first back-off after a failure, in milliseconds; it doubles after every failed probe,
-   * and after every failure within `maxBackoffMs` of a recovery. Defaults to `250`.
+   * and after a failure within `maxBackoffMs` of a recovery that came before the primary
+   * answered any call. Defaults to `250`.
    */
   minBackoffMs?: number
   /** The longest back-off between two probes, in milliseconds. Defaults to `5000`. */
@@ -467,13 +470,16 @@ export class FailoverStore implements Store {
     breaker.state = 'down'
     breaker.epoch = ++this.#epochClock
     breaker.lastError = error
-    // A shard that fails again before answering any call after a probe said it was back (a
-    // probe cannot see every failure: memcached out of memory still answers a no-op) keeps
-    // backing off further, instead of flapping at the shortest back-off.
-    breaker.backoffMs = breaker.answeredSinceUp
-      ? this.#minBackoffMs
-      : Math.min(breaker.backoffMs * 2, this.#maxBackoffMs)
-    breaker.nextProbeAt = this.#now() + breaker.backoffMs
+    // A shard that fails again soon after a probe said it was back, before answering any call
+    // (a probe cannot see every failure: memcached out of memory still answers a no-op), keeps
+    // backing off further instead of flapping at the shortest back-off. One that came back
+    // long ago starts over, even if no call came for it meanwhile.
+    const now = this.#now()
+    breaker.backoffMs =
+      !breaker.answeredSinceUp && now - breaker.upAt < this.#maxBackoffMs
+        ? Math.min(breaker.backoffMs * 2, this.#maxBackoffMs)
+        : this.#minBackoffMs
+    breaker.nextProbeAt = now + breaker.backoffMs
     this.#report(breaker, { error, retryInMs: breaker.backoffMs })
   }
 
@@ -484,6 +490,7 @@ export class FailoverStore implements Store {
     breaker.state = 'up'
     breaker.epoch = ++this.#epochClock
     breaker.answeredSinceUp = false
+    breaker.upAt = this.#now()
     this.#report(breaker, {})
   }
 

@@ -28,13 +28,20 @@ POOLS = {
     "seven": ["127.0.0.1:%d" % port for port in range(21101, 21108)],
     # libmemcached leaves the default port out of the names it hashes.
     "default-port": ["127.0.0.1:11211", "127.0.0.1:21102", "127.0.0.1:21103"],
+    "hostnames": ["localhost:21101", "localhost:21102", "localhost:21103"],
+    # ...and hashes IPv6 hosts without their brackets.
+    "ipv6": ["[::1]:21101", "[::1]:21102", "[::1]:21103"],
+    "ipv6-default-port": ["[::1]:11211", "[::1]:21102", "[::1]:21103"],
 }
 
 
 def capture(servers):
+    ports = sorted({int(server.rsplit(":", 1)[1]) for server in servers})
     processes = [
-        subprocess.Popen(["memcached", "-u", "nobody", "-U", "0", "-l", "127.0.0.1", "-p", s.split(":")[1]])
-        for s in servers
+        subprocess.Popen(
+            ["memcached", "-u", "nobody", "-U", "0", "-l", "127.0.0.1,::1", "-p", str(port)]
+        )
+        for port in ports
     ]
     try:
         time.sleep(0.5)

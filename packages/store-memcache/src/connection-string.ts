@@ -1,4 +1,6 @@
 // Parsing of memcached connection strings: host:port[,host:port...], IPv6 hosts in brackets.
+// Host names are written in lower case and IPv6 addresses in their canonical form (RFC 5952),
+// so that every spelling of one server is one name: for the ring, and for duplicates.
 
 import { isIP } from 'node:net'
 import { ConfigError } from '@slidelimit/core'
@@ -27,8 +29,21 @@ export function parseConnectionString(value: unknown, option = 'servers'): Serve
     if (match === null || !validHost || port < 1 || port > 65535) {
       throw new ConfigError(option, value, expected)
     }
-    return { host, port }
+    return { host: bracketed ? canonicalIPv6(host) : host.toLowerCase(), port }
   })
+}
+
+/** An IPv6 address as RFC 5952 writes it (`0:0::1` is `::1`); a zone id is kept as given. */
+function canonicalIPv6(address: string): string {
+  const zone = address.indexOf('%')
+  const bare = zone === -1 ? address : address.slice(0, zone)
+  try {
+    return (
+      new URL(`http://[${bare}]/`).hostname.slice(1, -1) + (zone === -1 ? '' : address.slice(zone))
+    )
+  } catch {
+    return address.toLowerCase()
+  }
 }
 
 /** Writes an address back as `host:port`, IPv6 hosts in brackets. */

@@ -198,7 +198,9 @@ export class MemcacheStore implements Store {
     }
     this.servers = names
     this.shards = names
-    this.#ring = new ServerRing(names)
+    this.#ring = new ServerRing(
+      addresses.map((address, i) => ({ address, name: names[i] as string })),
+    )
     this.#loopDelay.enable()
     this.#connections = addresses.map(
       ({ host, port }, i) =>

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
+import { formatServer, parseConnectionString } from './connection-string.js'
 import { ServerRing } from './ring.js'
 
 interface Pool {
@@ -12,13 +13,18 @@ interface Pool {
 /** Captured from libmemcached by scripts/capture-ring-fixtures.py. */
 const fixtures = JSON.parse(
   readFileSync(new URL('./ring.fixtures.json', import.meta.url), 'utf8'),
-) as { pools: Record<'three' | 'four' | 'seven' | 'default-port', Pool> }
+) as { pools: Record<string, Pool> & Record<'three' | 'four', Pool> }
 
 /** The keys of the fixtures, as scripts/capture-ring-fixtures.py makes them. */
 const keys = Array.from({ length: 600 }, (_, i) => `sl:${hash('sha1', String(i), 'base64url')}:`)
 
 function placement(servers: readonly string[]): string[] {
-  const ring = new ServerRing(servers)
+  const ring = new ServerRing(
+    parseConnectionString(servers.join(',')).map((address) => ({
+      address,
+      name: formatServer(address),
+    })),
+  )
   return keys.map((key) => ring.serverOf(key))
 }
 
