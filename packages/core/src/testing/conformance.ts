@@ -1,6 +1,6 @@
 // The store conformance suite: every Store implementation runs it against a real backend.
 // It pins down the contract in store.ts: creation at zero, ordering of results, isolation,
-// atomic parallel increments, decrements that stop at zero, expiry and close.
+// atomic parallel increments, decrements that stop at zero, expiry, shards and close.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { StoreError } from '../errors.js'
@@ -164,6 +164,35 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
 
     it('answers a ping', async () => {
       await expect(store.ping()).resolves.toBeUndefined()
+    })
+
+    it('places each key on one of its shards, always the same, and answers a ping per shard', async () => {
+      const shards = store.shards
+      if (shards === undefined) {
+        expect('shardOf' in store && store.shardOf !== undefined).toBe(false)
+        return
+      }
+      expect(shards.length).toBeGreaterThan(0)
+      expect(new Set(shards).size).toBe(shards.length)
+      if (shards.length > 1) {
+        expect(typeof store.shardOf).toBe('function')
+      }
+      const shardOf = store.shardOf?.bind(store)
+      if (shardOf !== undefined) {
+        const seen = new Set<string>()
+        for (let i = 0; i < 200; i++) {
+          const key = `conformance:placement:${i}`
+          const shard = shardOf(key)
+          expect(shards).toContain(shard)
+          expect(shardOf(key)).toBe(shard)
+          seen.add(shard)
+        }
+        // 200 keys over a few shards: every shard holds some.
+        expect(seen.size).toBe(shards.length)
+      }
+      for (const shard of shards) {
+        await expect(store.ping(shard)).resolves.toBeUndefined()
+      }
     })
 
     it('refuses work after close with a StoreError', async () => {
