@@ -46,10 +46,14 @@ class FlakyStore extends MapStore {
   }
 }
 
-function setup(mode: 'open' | 'closed' = 'open') {
+/** A FailoverStore (back-off 100-400 ms, deadline 30 ms) on a primary made for a test clock. */
+function breakerOn<P extends Store>(
+  mode: 'open' | 'closed',
+  makePrimary: (now: () => number) => P,
+) {
   let t = 1_700_000_000_000
   const now = (): number => t
-  const primary = new FlakyStore(now)
+  const primary = makePrimary(now)
   const fallback = new MapStore(now)
   const changes: StoreStateChange[] = []
   const store = new FailoverStore({
@@ -71,6 +75,10 @@ function setup(mode: 'open' | 'closed' = 'open') {
       t += ms
     },
   }
+}
+
+function setup(mode: 'open' | 'closed' = 'open') {
+  return breakerOn(mode, (now) => new FlakyStore(now))
 }
 
 const inc = [{ slot: 1, amount: 1 }]
@@ -459,24 +467,10 @@ class ShardedStore implements Store {
 }
 
 function sharded(mode: 'open' | 'closed' = 'open') {
-  let t = 1_700_000_000_000
-  const now = (): number => t
-  const primary = new ShardedStore(now)
-  const fallback = new MapStore(now)
-  const changes: StoreStateChange[] = []
-  const store = new FailoverStore({
-    primary,
-    fallback,
-    mode,
-    minBackoffMs: 100,
-    maxBackoffMs: 400,
-    deadlineMs: 30,
-    now,
-    onStateChange: (change) => changes.push(change),
-  })
-  const a = primary.parts.a as FlakyStore
-  const b = primary.parts.b as FlakyStore
-  return { primary, a, b, fallback, store, changes, advance: (ms: number) => (t += ms) }
+  const parts = breakerOn(mode, (now) => new ShardedStore(now))
+  const a = parts.primary.parts.a as FlakyStore
+  const b = parts.primary.parts.b as FlakyStore
+  return { ...parts, a, b }
 }
 
 describe('FailoverStore over a store of several shards', () => {
