@@ -11,6 +11,10 @@ function pool() {
   const evictions: Record<string, number> = { 'a:1': 0, 'b:1': 0 }
   const pids: Record<string, string> = { 'a:1': '100', 'b:1': '200' }
   const clock = { t: 1_700_000_000_000 }
+  const started: Record<string, number> = {
+    'a:1': clock.t - 86_400_000,
+    'b:1': clock.t - 3_600_000,
+  }
   const primary: Store = {
     name: 'memcache',
     shards: ['a:1', 'b:1'],
@@ -28,7 +32,8 @@ function pool() {
         [server]: {
           evictions: String(evictions[server]),
           pid: pids[server] as string,
-          uptime: String(Math.floor(clock.t / 1000)),
+          time: String(Math.floor(clock.t / 1000)),
+          uptime: String(Math.floor((clock.t - (started[server] as number)) / 1000)),
         },
       }),
   }
@@ -44,12 +49,12 @@ function pool() {
         stats,
       },
     })
-  return { down, evictions, pids, lines, make, clock }
+  return { down, evictions, pids, started, lines, make, clock }
 }
 
 describe('Health', () => {
   it('reports each server, and logs evictions when they grow, once a minute at most', async () => {
-    const { evictions, pids, lines, make, clock } = pool()
+    const { evictions, pids, started, lines, make, clock } = pool()
     // Evictions from before this process started are shown, not logged again.
     evictions['a:1'] = 5000
     const health = make('open')
@@ -90,9 +95,15 @@ describe('Health', () => {
     await tick(30_000)
     expect(lines).toHaveLength(2)
     await tick(30_000)
-    // A restarted server counts from 0: what it evicted since is all new.
+    // A restarted server counts from 0: what it evicted since is all new. Seen by its pid...
     pids['b:1'] = '201'
+    started['b:1'] = clock.t
     evictions['b:1'] = 3
+    await tick(60_000)
+    // ...or, in a container where the pid is 1 again, by its start time, even when it has
+    // already evicted more than before.
+    started['b:1'] = clock.t
+    evictions['b:1'] = 40
     await tick(60_000)
     const logged = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
     expect(logged.map(({ server, evicted, evictions: total }) => [server, evicted, total])).toEqual(
@@ -101,10 +112,11 @@ describe('Health', () => {
         ['b:1', 118, 468],
         ['b:1', 7, 475],
         ['b:1', 3, 3],
+        ['b:1', 40, 40],
       ],
     )
     expect(logged[0]?.msg).toMatch(/limits of their requesters started over/)
-    expect(health.report().store.servers?.['b:1']?.evictions).toBe(3)
+    expect(health.report().store.servers?.['b:1']?.evictions).toBe(40)
   })
 
   it('is not ready in closed mode before its first check of memcached', async () => {

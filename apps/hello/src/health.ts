@@ -8,6 +8,9 @@
 import type { FailoverStore, PoolState } from '@slidelimit/core'
 import type { Logger } from './logger.js'
 
+/** Seconds a server's start time (its clock minus its uptime) may wobble between two reads. */
+const RESTART_TOLERANCE_SECONDS = 2
+
 /** Milliseconds between two eviction lines of one server. */
 const EVICTION_LOG_INTERVAL_MS = 60_000
 
@@ -60,7 +63,7 @@ export class Health {
   readonly #memcache: HealthOptions['memcache']
   readonly #intervalMs: number
   /** What each server's last stats read said: evictions, and which run of memcached. */
-  readonly #seen = new Map<string, { evictions: number; pid: string; uptime: number }>()
+  readonly #seen = new Map<string, { evictions: number; pid: string; startedAt: number }>()
   /** Per server: evictions seen but not logged yet, and when the last line was logged. */
   readonly #unlogged = new Map<string, { evicted: number; loggedAt: number }>()
   readonly #now: () => number
@@ -163,14 +166,24 @@ export class Health {
     if (!Number.isSafeInteger(evictions)) {
       return
     }
-    const seen = { evictions, pid: stats.pid ?? '', uptime: Number(stats.uptime) }
+    // Which run of memcached this is: its pid, and when it started by its own clock (in a
+    // container the pid may be the same after a restart).
+    const seen = {
+      evictions,
+      pid: stats.pid ?? '',
+      startedAt: Number(stats.time) - Number(stats.uptime),
+    }
     const before = this.#seen.get(server)
     this.#seen.set(server, seen)
     let grown = 0
     if (before !== undefined) {
-      // A restarted memcached (another pid, or its uptime went back) counts from 0 again.
-      const restarted = seen.pid !== before.pid || seen.uptime < before.uptime
-      grown = restarted ? evictions : Math.max(0, evictions - before.evictions)
+      // A restarted memcached counts from 0 again; without pid and times, a count that went
+      // down says so.
+      const restarted =
+        seen.pid !== before.pid ||
+        Math.abs(seen.startedAt - before.startedAt) > RESTART_TOLERANCE_SECONDS ||
+        evictions < before.evictions
+      grown = restarted ? evictions : evictions - before.evictions
     }
     // The first read is the baseline: evictions from before this process started are on
     // /healthz, and were logged by the processes that saw them happen.

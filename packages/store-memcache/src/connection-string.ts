@@ -25,7 +25,11 @@ export function parseConnectionString(value: unknown, option = 'servers'): Serve
     const bracketed = written.startsWith('[')
     const host = bracketed ? written.slice(1, -1) : written
     const port = Number(match?.[2])
-    const validHost = bracketed ? isIP(host) === 6 : isIP(host) === 4 || HOSTNAME.test(host)
+    // A name of digits and dots that is not an IPv4 address (`127.1`) is refused: resolvers
+    // read it as one, and it would be another name for the same server.
+    const validHost = bracketed
+      ? isIP(host) === 6
+      : isIP(host) === 4 || (HOSTNAME.test(host) && !/^[\d.]+$/.test(host))
     if (match === null || !validHost || port < 1 || port > 65535) {
       throw new ConfigError(option, value, expected)
     }
@@ -33,17 +37,25 @@ export function parseConnectionString(value: unknown, option = 'servers'): Serve
   })
 }
 
-/** An IPv6 address as RFC 5952 writes it (`0:0::1` is `::1`); a zone id is kept as given. */
+/**
+ * An IPv6 address as RFC 5952 writes it (`0:0::1` is `::1`); an IPv4-mapped address is that IPv4
+ * address (`::ffff:10.0.0.5` is `10.0.0.5`, one server either way); a zone id is kept as given.
+ */
 function canonicalIPv6(address: string): string {
   const zone = address.indexOf('%')
   const bare = zone === -1 ? address : address.slice(0, zone)
+  let canonical: string
   try {
-    return (
-      new URL(`http://[${bare}]/`).hostname.slice(1, -1) + (zone === -1 ? '' : address.slice(zone))
-    )
+    canonical = new URL(`http://[${bare}]/`).hostname.slice(1, -1)
   } catch {
     return address.toLowerCase()
   }
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical)
+  if (mapped !== null && zone === -1) {
+    const [high, low] = [parseInt(mapped[1] as string, 16), parseInt(mapped[2] as string, 16)]
+    return [high >> 8, high & 255, low >> 8, low & 255].join('.')
+  }
+  return canonical + (zone === -1 ? '' : address.slice(zone))
 }
 
 /** Writes an address back as `host:port`, IPv6 hosts in brackets. */

@@ -133,6 +133,16 @@ describe.skipIf(!available)('MemcacheStore on a pool of servers', () => {
       /\[::1\]:11211 is listed twice/,
     )
     expect(() => new MemcacheStore({ servers: 'a:1,b:1,a:1' })).toThrow(/a:1 is listed twice/)
+    expect(() => new MemcacheStore({ servers: '10.0.0.5:1,[::ffff:10.0.0.5]:1' })).toThrow(
+      /10\.0\.0\.5:1 is listed twice/,
+    )
+    expect(() => new MemcacheStore({ servers: '127.1:11211' })).toThrow(ConfigError)
+  })
+
+  it('refuses two IPv6 servers that libmemcached would hash under one name', () => {
+    expect(() => new MemcacheStore({ servers: '[::1]:2000,[::1:2000]:11211' })).toThrow(
+      /\[::1\]:2000 and \[::1:2000\]:11211 are both "::1:2000"/,
+    )
   })
 
   it('places requesters the same way whatever the case of the host names', () => {

@@ -9,6 +9,7 @@
 // checks it against placements captured from libmemcached itself
 // (scripts/capture-ring-fixtures.py).
 
+import { ConfigError } from '@slidelimit/core'
 import HashRing from 'hashring'
 import type { ServerAddress } from './connection-string.js'
 
@@ -36,7 +37,18 @@ export class ServerRing {
       return
     }
     for (const { address, name } of servers) {
-      this.#servers.set(hashedName(address), name)
+      const hashed = hashedName(address)
+      const other = this.#servers.get(hashed)
+      if (other !== undefined) {
+        // libmemcached's names are ambiguous for IPv6: [::1]:2000 and [::1:2000]:11211 are
+        // both `::1:2000`, and one of them would never be given a requester.
+        throw new ConfigError(
+          'servers',
+          servers.map((server) => server.name).join(','),
+          `servers that the ring can tell apart (${other} and ${name} are both "${hashed}")`,
+        )
+      }
+      this.#servers.set(hashed, name)
     }
     // The names are given without a default port for hashring to strip (it cannot parse IPv6
     // hosts), and each server's 40 virtual nodes are given explicitly with the ring's default
