@@ -165,3 +165,91 @@ describe('rateLimiter', () => {
     }
   })
 })
+
+describe('c.var.rateLimit', () => {
+  const KEYS = [
+    'allowed',
+    'bucket',
+    'id',
+    'key',
+    'limit',
+    'policies',
+    'policy',
+    'remaining',
+    'resetSeconds',
+    'retryAfterSeconds',
+    'windowSeconds',
+  ]
+
+  it('serialises to JSON with one policy, as plain data', async () => {
+    const store = new MemoryStore({ sweepIntervalMs: 0 })
+    const app = new Hono()
+    const limit = rateLimiter({ store, limit: 2, windowSeconds: 60, keyGenerator: () => 'k' })
+    app.get(
+      '/wrap',
+      limit.wrap((c) => c.json(c.var.rateLimit)),
+    )
+    app.use('/use', limit)
+    app.get('/use', (c) => c.json(c.var.rateLimit))
+    for (const path of ['/wrap', '/use']) {
+      const res = await app.request(path)
+      expect(res.status).toBe(200)
+      const info = (await res.json()) as Record<string, unknown> & { policies: object[] }
+      expect(Object.keys(info).sort()).toEqual(KEYS)
+      expect(info.policies).toHaveLength(1)
+      expect(Object.keys(info.policies[0] as object).sort()).toEqual(
+        KEYS.filter((k) => k !== 'key' && k !== 'policies'),
+      )
+      expect(info.policies[0]).toMatchObject({ policy: 'default', limit: 2 })
+    }
+    await store.close()
+  })
+
+  it('serialises to JSON with several policies, in the same shape as with one', async () => {
+    const store = new MemoryStore({ sweepIntervalMs: 0 })
+    const app = new Hono()
+    const limit = rateLimiter({
+      store,
+      policies: [
+        { name: 'burst', limit: 1, windowSeconds: 1 },
+        { name: 'hourly', limit: 5, windowSeconds: 3600 },
+      ],
+      keyGenerator: () => 'k',
+      handler: (c, info) => c.json(info, 429),
+    })
+    app.get(
+      '/',
+      limit.wrap((c) => c.json(c.var.rateLimit)),
+    )
+    for (const status of [200, 429]) {
+      const res = await app.request('/')
+      expect(res.status).toBe(status)
+      const info = (await res.json()) as Record<string, unknown> & { policies: object[] }
+      expect(Object.keys(info).sort()).toEqual(KEYS)
+      expect(info.policies.map((p) => Object.keys(p).sort())).toEqual([
+        KEYS.filter((k) => k !== 'key' && k !== 'policies'),
+        KEYS.filter((k) => k !== 'key' && k !== 'policies'),
+      ])
+    }
+    await store.close()
+  })
+
+  it('serialises a denial with one policy through a JSON handler', async () => {
+    const store = new MemoryStore({ sweepIntervalMs: 0 })
+    const app = new Hono()
+    app.use(
+      rateLimiter({
+        store,
+        limit: 1,
+        keyGenerator: () => 'k',
+        handler: (c, info) => c.json(info, 429),
+      }),
+    )
+    app.get('/', (c) => c.text('ok'))
+    await app.request('/')
+    const res = await app.request('/')
+    expect(res.status).toBe(429)
+    expect(await res.json()).toMatchObject({ allowed: false, policies: [{ allowed: false }] })
+    await store.close()
+  })
+})

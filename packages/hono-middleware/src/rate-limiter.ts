@@ -29,7 +29,8 @@ export interface PolicyDecision extends Decision {
 /**
  * The decision on the current request, on `c.var.rateLimit`: the binding policy's (the denying
  * one with the longest wait, else the one with the fewest requests remaining), with every
- * policy's in `policies`.
+ * policy's in `policies`. Plain data of the same shape for one policy and for several: it
+ * serialises with `c.json(c.var.rateLimit)`.
  */
 export interface RateLimitInfo extends PolicyDecision {
   /** The requester key the decision was made for. */
@@ -522,6 +523,19 @@ export function rateLimiter<E extends Env = Env>(
   /** One policy, its decision at hand: the common case, kept lean. */
   const respondOne = (c: Context<E>, key: string, d: Decision, proceed: Proceed): Answer => {
     const policy = single as Policy
+    // Plain data, no cycle: the policy's entry is an object of its own (as many allocations as
+    // before, when `policies` was an empty array refilled with `info` itself).
+    const shown: PolicyDecision = {
+      allowed: d.allowed,
+      limit: d.limit,
+      windowSeconds: d.windowSeconds,
+      remaining: d.remaining,
+      retryAfterSeconds: d.retryAfterSeconds,
+      resetSeconds: d.resetSeconds,
+      id: d.id,
+      bucket: d.bucket,
+      policy: policy.name,
+    }
     const info: RateLimitInfo = {
       allowed: d.allowed,
       limit: d.limit,
@@ -533,9 +547,8 @@ export function rateLimiter<E extends Env = Env>(
       bucket: d.bucket,
       policy: policy.name,
       key,
-      policies: [],
+      policies: [shown],
     }
-    ;(info as { policies: readonly PolicyDecision[] }).policies = [info]
     c.set('rateLimit', info)
     const fields: Fields =
       style === 'draft-10'
