@@ -122,13 +122,19 @@ export class MemoryStore implements Store {
     return Promise.resolve(this.updateSync(key, increments, reads, ttlSeconds))
   }
 
-  /** {@link update} without the promise: the memory store answers at once. */
+  /**
+   * {@link update} without the promise: the memory store answers at once. Throws a StoreError
+   * once the store is closed.
+   */
   updateSync(
     key: string,
     increments: readonly SlotIncrement[],
     reads: readonly number[],
     ttlSeconds: number,
   ): number[] {
+    if (this.#closed) {
+      throw new StoreError(this.name, 'the store is closed')
+    }
     const nowSeconds = this.#now() / 1000
     const out = new Array<number>(increments.length + reads.length)
     let record = this.#records.get(key)

@@ -1,6 +1,8 @@
 // The store conformance suite: every Store implementation runs it against a real backend.
 // It pins down the contract in store.ts: creation at zero, ordering of results, isolation,
-// atomic parallel increments, decrements that stop at zero, expiry, shards and close.
+// atomic parallel increments, decrements that stop at zero, expiry, removal, shards and close.
+// Every test that counts runs through each entry point the store offers: `update`, and
+// `updateSync` where the store has it (the limiter prefers it).
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { StoreError } from '../errors.js'
@@ -19,6 +21,9 @@ export interface ConformanceHarness {
   parallel?: number
 }
 
+/** The ways to call a store's counters; a store without `updateSync` skips its tests. */
+const ENTRY_POINTS = ['update', 'updateSync'] as const
+
 let unique = 0
 /** A key no other test (or earlier run against the same backend) has used. */
 function freshKey(label: string): string {
@@ -36,11 +41,18 @@ function freshKey(label: string): string {
  * ```
  */
 export function describeStoreConformance(name: string, harness: ConformanceHarness): void {
-  describe(`${name} conforms to the Store contract`, () => {
+  describe.each(ENTRY_POINTS)(`${name} conforms to the Store contract through %s`, (entry) => {
     let store: Store
+    /** The entry point under test, as a promise (a synchronous throw becomes a rejection). */
+    let update: Store['update']
 
-    beforeEach(async () => {
+    beforeEach(async (context) => {
       store = await harness.create()
+      if (entry === 'updateSync' && store.updateSync === undefined) {
+        await store.close()
+        context.skip()
+      }
+      update = entryPoint(store, entry)
     })
 
     afterEach(async () => {
@@ -49,19 +61,19 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
 
     it('reads a counter that was never written as 0', async () => {
       const key = freshKey('fresh')
-      expect(await store.update(key, [], [0, 1, 12345, -1, -7], 60)).toEqual([0, 0, 0, 0, 0])
+      expect(await update(key, [], [0, 1, 12345, -1, -7], 60)).toEqual([0, 0, 0, 0, 0])
     })
 
     it('returns the new value of each increment', async () => {
       const key = freshKey('increment')
-      expect(await store.update(key, [{ slot: 5, amount: 1 }], [], 60)).toEqual([1])
-      expect(await store.update(key, [{ slot: 5, amount: 2 }], [], 60)).toEqual([3])
-      expect(await store.update(key, [{ slot: 5, amount: 4 }], [5], 60)).toEqual([7, 7])
+      expect(await update(key, [{ slot: 5, amount: 1 }], [], 60)).toEqual([1])
+      expect(await update(key, [{ slot: 5, amount: 2 }], [], 60)).toEqual([3])
+      expect(await update(key, [{ slot: 5, amount: 4 }], [5], 60)).toEqual([7, 7])
     })
 
     it('answers increments first, then reads, each in the order asked', async () => {
       const key = freshKey('order')
-      await store.update(
+      await update(
         key,
         [
           { slot: 1, amount: 10 },
@@ -70,7 +82,7 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
         [],
         60,
       )
-      const values = await store.update(
+      const values = await update(
         key,
         [
           { slot: 3, amount: 3 },
@@ -84,18 +96,18 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
 
     it('answers a counter read twice in both places', async () => {
       const key = freshKey('twice')
-      await store.update(key, [{ slot: 5, amount: 2 }], [], 60)
-      expect(await store.update(key, [{ slot: 5, amount: 1 }], [5, 6, 5], 60)).toEqual([3, 3, 0, 3])
+      await update(key, [{ slot: 5, amount: 2 }], [], 60)
+      expect(await update(key, [{ slot: 5, amount: 1 }], [5, 6, 5], 60)).toEqual([3, 3, 0, 3])
     })
 
     it('keeps counters of different keys and slots apart', async () => {
       const a = freshKey('a')
       const b = freshKey('b')
-      await store.update(a, [{ slot: 7, amount: 2 }], [], 60)
-      await store.update(b, [{ slot: 7, amount: 5 }], [], 60)
-      await store.update(a, [{ slot: -8, amount: 3 }], [], 60)
-      expect(await store.update(a, [], [7, -8, 8, -7], 60)).toEqual([2, 3, 0, 0])
-      expect(await store.update(b, [], [7, -8], 60)).toEqual([5, 0])
+      await update(a, [{ slot: 7, amount: 2 }], [], 60)
+      await update(b, [{ slot: 7, amount: 5 }], [], 60)
+      await update(a, [{ slot: -8, amount: 3 }], [], 60)
+      expect(await update(a, [], [7, -8, 8, -7], 60)).toEqual([2, 3, 0, 0])
+      expect(await update(b, [], [7, -8], 60)).toEqual([5, 0])
     })
 
     it('accepts any key: long, non-ASCII, with spaces and control characters', async () => {
@@ -105,20 +117,20 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
         freshKey('tab\there\nnewline\r\u0000nul'),
       ]
       for (const [i, key] of keys.entries()) {
-        await store.update(key, [{ slot: 1, amount: i + 1 }], [], 60)
+        await update(key, [{ slot: 1, amount: i + 1 }], [], 60)
       }
       for (const [i, key] of keys.entries()) {
-        expect(await store.update(key, [], [1], 60)).toEqual([i + 1])
+        expect(await update(key, [], [1], 60)).toEqual([i + 1])
       }
     })
 
     it('stops a decrement at 0 and creates a decremented counter at 0', async () => {
       const key = freshKey('decrement')
-      await store.update(key, [{ slot: 1, amount: 2 }], [], 60)
-      expect(await store.update(key, [{ slot: 1, amount: -1 }], [], 60)).toEqual([1])
-      expect(await store.update(key, [{ slot: 1, amount: -5 }], [], 60)).toEqual([0])
-      expect(await store.update(key, [{ slot: 2, amount: -1 }], [2], 60)).toEqual([0, 0])
-      expect(await store.update(key, [{ slot: 1, amount: 1 }], [], 60)).toEqual([1])
+      await update(key, [{ slot: 1, amount: 2 }], [], 60)
+      expect(await update(key, [{ slot: 1, amount: -1 }], [], 60)).toEqual([1])
+      expect(await update(key, [{ slot: 1, amount: -5 }], [], 60)).toEqual([0])
+      expect(await update(key, [{ slot: 2, amount: -1 }], [2], 60)).toEqual([0, 0])
+      expect(await update(key, [{ slot: 1, amount: 1 }], [], 60)).toEqual([1])
     })
 
     it('sums parallel increments exactly', async () => {
@@ -126,7 +138,7 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
       const n = harness.parallel ?? 200
       const results = await Promise.all(
         Array.from({ length: n }, () =>
-          store.update(
+          update(
             key,
             [
               { slot: 3, amount: 1 },
@@ -140,26 +152,26 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
       // Every increment saw a distinct value: none was lost or applied twice.
       const seen = results.map((r) => r[0]).sort((x = 0, y = 0) => x - y)
       expect(seen).toEqual(Array.from({ length: n }, (_, i) => i + 1))
-      expect(await store.update(key, [], [3, -1], 60)).toEqual([n, n])
+      expect(await update(key, [], [3, -1], 60)).toEqual([n, n])
     })
 
     it('drops a counter once its time to live has passed', async () => {
       const key = freshKey('expiry')
-      await store.update(key, [{ slot: 1, amount: 3 }], [], 1)
-      await store.update(key, [{ slot: 2, amount: 4 }], [], 30)
-      expect(await store.update(key, [], [1, 2], 1)).toEqual([3, 4])
+      await update(key, [{ slot: 1, amount: 3 }], [], 1)
+      await update(key, [{ slot: 2, amount: 4 }], [], 30)
+      expect(await update(key, [], [1, 2], 1)).toEqual([3, 4])
       await harness.advance(2.5)
-      expect(await store.update(key, [], [1, 2], 1)).toEqual([0, 4])
-      expect(await store.update(key, [{ slot: 1, amount: 1 }], [], 30)).toEqual([1])
+      expect(await update(key, [], [1, 2], 1)).toEqual([0, 4])
+      expect(await update(key, [{ slot: 1, amount: 1 }], [], 30)).toEqual([1])
     })
 
     it('keeps the time to live set when a counter was created', async () => {
       const key = freshKey('ttl-kept')
-      await store.update(key, [{ slot: 1, amount: 1 }], [], 2)
+      await update(key, [{ slot: 1, amount: 1 }], [], 2)
       await harness.advance(1.5)
-      await store.update(key, [{ slot: 1, amount: 1 }], [], 2)
+      await update(key, [{ slot: 1, amount: 1 }], [], 2)
       await harness.advance(2)
-      expect(await store.update(key, [], [1], 2)).toEqual([0])
+      expect(await update(key, [], [1], 2)).toEqual([0])
     })
 
     it('answers a ping', async () => {
@@ -195,12 +207,31 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
       }
     })
 
-    it('refuses work after close with a StoreError', async () => {
+    it('refuses work after close with a StoreError, counting nothing', async () => {
       const other = await harness.create()
+      const key = freshKey('closed')
+      await entryPoint(other, entry)(key, [{ slot: 1, amount: 1 }], [], 60)
       await other.close()
+      if (entry === 'updateSync') {
+        // Synchronously: a caller on the synchronous path gets the error at once.
+        expect(() => other.updateSync?.(key, [{ slot: 1, amount: 1 }], [1], 60)).toThrow(StoreError)
+      }
       await expect(
-        other.update(freshKey('closed'), [{ slot: 1, amount: 1 }], [], 60),
+        entryPoint(other, entry)(key, [{ slot: 1, amount: 1 }], [1], 60),
       ).rejects.toBeInstanceOf(StoreError)
+      await expect(entryPoint(other, entry)(key, [], [1], 60)).rejects.toBeInstanceOf(StoreError)
     })
   })
+}
+
+/** A store's `update`, or its `updateSync` as a promise (a synchronous throw rejects). */
+function entryPoint(store: Store, entry: (typeof ENTRY_POINTS)[number]): Store['update'] {
+  const updateSync = store.updateSync?.bind(store)
+  if (entry === 'update' || updateSync === undefined) {
+    return store.update.bind(store)
+  }
+  return (...args) =>
+    new Promise((resolve) => {
+      resolve(updateSync(...args))
+    })
 }
