@@ -1,5 +1,5 @@
 import { ConfigError, FailoverStore, StoreError, createLimiter } from '@slidelimit/core'
-import type { Store } from '@slidelimit/core'
+import type { Decision, SlidingWindowLimiter, Store } from '@slidelimit/core'
 import { MemoryStore } from '@slidelimit/store-memory'
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
@@ -251,5 +251,63 @@ describe('c.var.rateLimit', () => {
     expect(res.status).toBe(429)
     expect(await res.json()).toMatchObject({ allowed: false, policies: [{ allowed: false }] })
     await store.close()
+  })
+})
+
+describe('two copies of @slidelimit/core', () => {
+  /** A limiter as another copy of core makes it: not this copy's class, but branded. */
+  function foreignLimiter(decide: (id: string) => Promise<Decision>) {
+    return {
+      [Symbol.for('slidelimit.limiter')]: true,
+      limit: 3,
+      windowSeconds: 60,
+      bucketSeconds: 1,
+      store: new MemoryStore({ sweepIntervalMs: 0 }),
+      prefix: 'other:',
+      decide,
+      refund: () => Promise.resolve(),
+    } as unknown as SlidingWindowLimiter
+  }
+
+  it("accepts another copy's limiter, as limiter and as a policy's", async () => {
+    const real = createLimiter({ store: new MemoryStore({ sweepIntervalMs: 0 }), limit: 3 })
+    const limiter = foreignLimiter((id) => Promise.resolve(real.decide(id)))
+    const app = new Hono()
+    app.get(
+      '/one',
+      rateLimiter({ limiter, keyGenerator: () => 'k' }).wrap((c) => c.text('ok')),
+    )
+    app.get(
+      '/several',
+      rateLimiter({ policies: [{ limiter }], keyGenerator: () => 'k' }).wrap((c) => c.text('ok')),
+    )
+    expect((await app.request('/one')).status).toBe(200)
+    expect((await app.request('/several')).headers.get('RateLimit')).toMatch(/r=1;t=/)
+    expect(() => rateLimiter({ limiter: {} } as unknown as RateLimiterOptions)).toThrow(ConfigError)
+  })
+
+  it("answers 503, not 500, for another copy's store error (known by its code)", async () => {
+    class OtherStoreError extends Error {
+      readonly code = 'ERR_SLIDELIMIT_STORE_UNAVAILABLE'
+    }
+    const limiter = foreignLimiter(() => Promise.reject(new OtherStoreError('down')))
+    const app = new Hono()
+    app.use(rateLimiter({ limiter, keyGenerator: () => 'k' }))
+    app.get('/', (c) => c.text('ok'))
+    const res = await app.request('/')
+    expect(res.status).toBe(503)
+    expect(res.headers.get('Retry-After')).toBe('1')
+    // Anything else is the app's error, as before.
+    const broken = new Hono()
+    broken.use(
+      rateLimiter({
+        limiter: foreignLimiter(() => Promise.reject(new TypeError('bug'))),
+        keyGenerator: () => 'k',
+      }),
+    )
+    broken.get('/', (c) => c.text('ok'))
+    broken.onError((error, c) => c.text(error.message, 500))
+    const failed = await broken.request('/')
+    expect([failed.status, await failed.text()]).toEqual([500, 'bug'])
   })
 })

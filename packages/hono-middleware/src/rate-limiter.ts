@@ -10,9 +10,11 @@
 //   merges into the head it writes; elsewhere (and in `app.request()`) through `c.header()`;
 // - everything that does not change per request is built once.
 
-import { ConfigError, SlidingWindowLimiter, StoreError, createLimiter } from '@slidelimit/core'
-import type { Decision, Store } from '@slidelimit/core'
+import { ConfigError, createLimiter } from '@slidelimit/core'
+import type { Decision, Store, StoreError } from '@slidelimit/core'
 import type { Context, Env, MiddlewareHandler, Next } from 'hono'
+import { isLimiter, isStoreError } from './brands.js'
+import type { Limiter } from './brands.js'
 import { clientAddress } from './client-address.js'
 import { withFields } from './fields.js'
 import type { Fields } from './fields.js'
@@ -49,8 +51,11 @@ declare module 'hono' {
 export interface PolicyOptions {
   /** The name in the header fields. Defaults to `q<limit>w<windowSeconds>`. */
   name?: string
-  /** A limiter of its own; otherwise one is built on the shared `store`. */
-  limiter?: SlidingWindowLimiter
+  /**
+   * A limiter of its own (from any copy of @slidelimit/core); otherwise one is built on the
+   * shared `store`.
+   */
+  limiter?: Limiter
   /** Requests admitted per window. Defaults to `100`. */
   limit?: number
   /** The rolling window in seconds. Defaults to `3600`. */
@@ -63,9 +68,10 @@ export interface PolicyOptions {
 export interface RateLimiterOptions<E extends Env = Env> extends ClientAddressOptions {
   /**
    * The limiter to use. Give either this or `store` (with `limit`, `windowSeconds` and
-   * `bucketSeconds`), or `policies`.
+   * `bucketSeconds`), or `policies`. A limiter made by another copy of @slidelimit/core is
+   * accepted: it is recognised by its brand, not its class.
    */
-  limiter?: SlidingWindowLimiter
+  limiter?: Limiter
   /** The store to build limiters on, when `limiter` is not given. */
   store?: Store
   /** Requests admitted per window, with `store`. Defaults to `100`. */
@@ -132,7 +138,7 @@ export interface RateLimitMiddleware<E extends Env = Env> extends MiddlewareHand
    */
   wrap: (handler: RouteHandler<E>) => RouteHandler<E>
   /** The policies, in order. */
-  readonly policies: readonly { readonly name: string; readonly limiter: SlidingWindowLimiter }[]
+  readonly policies: readonly { readonly name: string; readonly limiter: Limiter }[]
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -182,7 +188,7 @@ function reject(option: string, value: unknown, expected: string): never {
 
 interface Policy {
   readonly name: string
-  readonly limiter: SlidingWindowLimiter
+  readonly limiter: Limiter
   /** `"name";r=` for the draft-10 RateLimit item. */
   readonly itemStart: string
 }
@@ -192,7 +198,7 @@ function buildPolicies(options: RateLimiterOptions): Policy[] {
   if (store !== undefined && typeof (store as Partial<Store>).update !== 'function') {
     reject('store', store, 'a Store')
   }
-  const built: { name: string; limiter: SlidingWindowLimiter }[] = []
+  const built: { name: string; limiter: Limiter }[] = []
   if (policies !== undefined) {
     if (!Array.isArray(policies) || policies.length === 0) {
       reject('policies', policies, 'a non-empty list of policies')
@@ -223,8 +229,8 @@ function buildPolicies(options: RateLimiterOptions): Policy[] {
       }
       const own = policy.limiter
       if (own !== undefined) {
-        if (!(own instanceof SlidingWindowLimiter)) {
-          reject(`policies[${i}].limiter`, own, 'a SlidingWindowLimiter')
+        if (!isLimiter(own)) {
+          reject(`policies[${i}].limiter`, own, 'a limiter (createLimiter)')
         }
         if ((policy.limit ?? policy.windowSeconds ?? policy.bucketSeconds) !== undefined) {
           reject(`policies[${i}].limit`, policy.limit, 'no limit or window with limiter')
@@ -262,8 +268,8 @@ function buildPolicies(options: RateLimiterOptions): Policy[] {
     if (limiter !== undefined && store !== undefined) {
       reject('store', 'a store', 'either limiter or store, not both')
     }
-    if (limiter !== undefined && !(limiter instanceof SlidingWindowLimiter)) {
-      reject('limiter', limiter, 'a SlidingWindowLimiter')
+    if (limiter !== undefined && !isLimiter(limiter)) {
+      reject('limiter', limiter, 'a limiter (createLimiter)')
     }
     if (limiter === undefined && store === undefined) {
       reject('store', store, 'a Store (or give limiter or policies)')
@@ -403,7 +409,8 @@ export function rateLimiter<E extends Env = Env>(
   }
 
   const failed = (c: Context<E>, error: unknown): Response | Promise<Response> => {
-    if (error instanceof StoreError) {
+    // By code, not class: the store may come with another copy of @slidelimit/core.
+    if (isStoreError(error)) {
       return unavailableHandler(c, error)
     }
     throw error
