@@ -336,16 +336,43 @@ export class SlidingWindowLimiter {
     if (!decision.allowed || decision.bucket < 0) {
       return
     }
+    const b = decision.bucket
     const entry = this.#cache.get(decision.id)
     if (entry !== undefined) {
       entry.deniedUntil = 0
+      this.#uncount(entry, b)
     }
-    const b = decision.bucket
     const rollback: SlotIncrement[] = [{ slot: b, amount: -1 }]
     if (this.groupSize > 0) {
       rollback.push({ slot: coarseSlot(Math.floor(b / this.groupSize)), amount: -1 })
     }
     await this.#update(this.prefix + decision.id, rollback, NO_READS, () => undefined)
+  }
+
+  /**
+   * A refunded request leaves the cached units too, when its bucket has settled (in a fine unit
+   * or a coarse group's). The version changes either way, so that a reply read before the
+   * store's decrement is not cached.
+   */
+  #uncount(entry: Entry, bucket: number): void {
+    entry.version++
+    const units = entry.units
+    for (let h = entry.head; h < units.length; h += 3) {
+      if ((units[h] as number) <= bucket && bucket <= (units[h + 1] as number)) {
+        const kept = units.slice(entry.head)
+        const at = h - entry.head
+        const count = units[h + 2] as number
+        if (count > 1) {
+          kept[at + 2] = count - 1
+        } else {
+          kept.splice(at, 3)
+        }
+        entry.units = kept.length === 0 ? NO_UNITS : kept
+        entry.head = 0
+        entry.sum--
+        return
+      }
+    }
   }
 
   /** Finds the cached entry (or makes one) and lists what the store must do. */

@@ -1,0 +1,57 @@
+// Refund, reset, peek and per-request limits, on cached and uncached limiters.
+
+import { describe, expect, it } from 'vitest'
+import { createLimiter } from './limiter.js'
+import type { LimiterOptions } from './limiter.js'
+import { MapStore, SyncMapStore } from './reference-model.test-helpers.js'
+
+const T0 = 1_700_000_000_000
+
+/** A limiter on a store of its own, cached or not, with a clock the test moves. */
+function setup(
+  Store: typeof MapStore,
+  options: Omit<LimiterOptions, 'store'> & { cached?: boolean } = {},
+) {
+  let t = T0
+  const now = (): number => t
+  const store = new Store(now)
+  const { cached = true, ...rest } = options
+  const limiter = createLimiter({ store, now, ...rest, ...(cached ? {} : { cacheSize: 0 }) })
+  return {
+    store,
+    limiter,
+    at: (ms: number) => {
+      t = T0 + ms
+    },
+  }
+}
+
+const STORES = [
+  ['a store answering with promises', MapStore],
+  ['a synchronous store', SyncMapStore],
+] as const
+// 60 one-second buckets have no coarse groups; an hour of them has.
+const WINDOWS = [60, 3600] as const
+
+describe.each(STORES)('refunds on %s', (_, Store) => {
+  describe.each(WINDOWS)('a %i s window', (windowSeconds) => {
+    it.each([true, false])(
+      'admits a request freed by refunding a settled one (cached: %s)',
+      async (cached) => {
+        const { limiter, at } = setup(Store, { limit: 2, windowSeconds, cached })
+        // B comes once A's bucket (and, in the hour, its coarse group of 60) has settled.
+        const gap = windowSeconds > 64 ? 65_000 : 5000
+        const a = await limiter.consume('client')
+        at(gap)
+        expect((await limiter.consume('client')).allowed).toBe(true)
+        await limiter.refund(a)
+        at(gap + 1000)
+        expect(await limiter.consume('client')).toMatchObject({ allowed: true, remaining: 0 })
+        expect(await limiter.consume('client')).toMatchObject({
+          allowed: false,
+          retryAfterSeconds: windowSeconds - 1, // B leaves first
+        })
+      },
+    )
+  })
+})
