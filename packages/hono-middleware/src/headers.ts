@@ -1,23 +1,35 @@
-// The rate-limit header fields.
+// The rate-limit header fields, one function per IETF draft that defines them, named as
+// express-rate-limit and hono-rate-limiter name their `standardHeaders` values.
 //
-// draft-10 (draft-ietf-httpapi-ratelimit-headers-10), one item per policy:
-//   RateLimit-Policy: "burst";q=10;w=1, "hourly";q=100;w=3600
-//   RateLimit: "burst";r=9;t=1, "hourly";r=42;t=17
-// `q` is the quota, `w` the window in seconds, `r` the remaining quota and `t` the seconds until
-// more quota is available.
-//
-// draft-7 (the older separate fields, which express-rate-limit calls draft-6), for the policy
-// closest to its limit, with every policy listed in RateLimit-Policy:
+// draft-6 (https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-06):
+// separate fields for the policy closest to its limit, every policy listed in RateLimit-Policy:
 //   RateLimit-Limit: 100   RateLimit-Remaining: 42   RateLimit-Reset: 17
 //   RateLimit-Policy: 10;w=1, 100;w=3600
 //
-// The policy fields never change, so they are built once.
+// draft-7 (https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-07):
+// one combined RateLimit field (a dictionary) for the policy closest to its limit:
+//   RateLimit: limit=100, remaining=42, reset=17
+//   RateLimit-Policy: 10;w=1, 100;w=3600
+//
+// draft-8 (https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-08) and
+// draft-10 (https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-10),
+// named policies, one item each:
+//   RateLimit-Policy: "burst";q=10;w=1, "hourly";q=100;w=3600
+//   RateLimit: "burst";r=9;t=1, "hourly";r=42;t=17
+// `q` is the quota, `w` the window in seconds, `r` the remaining quota and `t` the seconds until
+// more quota is available. The items sent here (no `qu` quota unit, no `pk` partition key) read
+// the same in both drafts; each has its function so that a later change has its place.
+//
+// When the limit is fixed the policy fields never change, so they are built once.
 
 import { ConfigError } from '@slidelimit/core'
 import type { Decision } from '@slidelimit/core'
+import type { Fields } from './fields.js'
 
-/** Which header fields to send. */
-export type HeaderStyle = 'draft-10' | 'draft-7' | 'none'
+/** Which header fields to send: the IETF draft that defines them, or none. */
+export type HeaderStyle = 'draft-6' | 'draft-7' | 'draft-8' | 'draft-10' | 'none'
+
+const STYLES: readonly unknown[] = ['draft-6', 'draft-7', 'draft-8', 'draft-10', 'none']
 
 /** A policy name must fit in a structured-field string: printable ASCII without `"` or `\`. */
 export function checkPolicyName(name: unknown, option = 'policyName'): string {
@@ -35,23 +47,121 @@ export function checkHeaderStyle(value: unknown): HeaderStyle {
   if (value === false) {
     return 'none'
   }
-  if (value === 'draft-10' || value === 'draft-7' || value === 'none') {
-    return value
+  if (STYLES.includes(value)) {
+    return value as HeaderStyle
   }
-  throw new ConfigError('headers', value, '"draft-10", "draft-7" or "none" (or true / false)')
+  throw new ConfigError(
+    'headers',
+    value,
+    '"draft-6", "draft-7", "draft-8", "draft-10" or "none" (or true / false)',
+  )
 }
 
-/** The draft-10 `RateLimit-Policy` item for one policy. */
+/** Whether the style names each policy in one item per policy (draft-8 and later). */
+export function namesPolicies(style: HeaderStyle): boolean {
+  return style === 'draft-8' || style === 'draft-10'
+}
+
+// draft-6: https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-06
+
+/** The draft-6 `RateLimit-Policy` item for one policy: `100;w=3600`. */
+export function draft6PolicyField(limit: number, windowSeconds: number): string {
+  return `${limit};w=${windowSeconds}`
+}
+
+/** The draft-6 fields: the binding policy's three, with every policy in `RateLimit-Policy`. */
+export function draft6Fields(policyValue: string, bind: Decision): Fields {
+  return {
+    'RateLimit-Policy': policyValue,
+    'RateLimit-Limit': String(bind.limit),
+    'RateLimit-Remaining': String(bind.remaining),
+    'RateLimit-Reset': String(bind.resetSeconds),
+  }
+}
+
+// draft-7: https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-07
+
+/** The draft-7 `RateLimit-Policy` item for one policy: `100;w=3600`, as in draft-6. */
+export function draft7PolicyField(limit: number, windowSeconds: number): string {
+  return `${limit};w=${windowSeconds}`
+}
+
+/** The draft-7 fields: one combined `RateLimit` for the binding policy, and `RateLimit-Policy`. */
+export function draft7Fields(policyValue: string, bind: Decision): Fields {
+  return {
+    'RateLimit-Policy': policyValue,
+    RateLimit: `limit=${bind.limit}, remaining=${bind.remaining}, reset=${bind.resetSeconds}`,
+  }
+}
+
+// draft-8: https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-08
+
+/** The draft-8 `RateLimit-Policy` item for one policy: `"name";q=100;w=3600`. */
+export function draft8PolicyField(name: string, limit: number, windowSeconds: number): string {
+  return `"${name}";q=${limit};w=${windowSeconds}`
+}
+
+/** The draft-8 `RateLimit` item for one decision: `"name";r=42;t=17`. */
+export function draft8RateLimitField(name: string, decision: Decision): string {
+  return `"${name}";r=${decision.remaining};t=${decision.resetSeconds}`
+}
+
+// draft-10: https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-10
+
+/** The draft-10 `RateLimit-Policy` item for one policy: `"name";q=100;w=3600`. */
 export function policyField(name: string, limit: number, windowSeconds: number): string {
   return `"${name}";q=${limit};w=${windowSeconds}`
 }
 
-/** The draft-10 `RateLimit` item for one decision. */
+/** The draft-10 `RateLimit` item for one decision: `"name";r=42;t=17`. */
 export function rateLimitField(name: string, decision: Decision): string {
   return `"${name}";r=${decision.remaining};t=${decision.resetSeconds}`
 }
 
-/** The draft-7 `RateLimit-Policy` item for one policy. */
-export function draft7PolicyField(limit: number, windowSeconds: number): string {
-  return `${limit};w=${windowSeconds}`
+/** The `RateLimit-Policy` item of one policy in a style (not `none`). */
+export function policyItem(
+  style: HeaderStyle,
+  name: string,
+  limit: number,
+  windowSeconds: number,
+): string {
+  switch (style) {
+    case 'draft-6':
+      return draft6PolicyField(limit, windowSeconds)
+    case 'draft-7':
+      return draft7PolicyField(limit, windowSeconds)
+    case 'draft-8':
+      return draft8PolicyField(name, limit, windowSeconds)
+    default:
+      return policyField(name, limit, windowSeconds)
+  }
+}
+
+/**
+ * The fields of a style for the policies' decisions: draft-8 and draft-10 one item per policy
+ * (`itemStarts[i]` is `"name";r=`), draft-6 and draft-7 the binding decision's.
+ */
+export function fieldsOf(
+  style: HeaderStyle,
+  policyValue: string,
+  itemStarts: readonly string[],
+  decisions: readonly Decision[],
+  bind: Decision,
+): Fields {
+  switch (style) {
+    case 'none':
+      return {}
+    case 'draft-6':
+      return draft6Fields(policyValue, bind)
+    case 'draft-7':
+      return draft7Fields(policyValue, bind)
+    default: {
+      // draft-8 and draft-10: the same items (see draft8RateLimitField and rateLimitField).
+      let value = ''
+      for (const [i, d] of decisions.entries()) {
+        value += `${i === 0 ? '' : ', '}${itemStarts[i] as string}${d.remaining};t=${d.resetSeconds}`
+      }
+      return { 'RateLimit-Policy': policyValue, RateLimit: value }
+    }
+  }
 }

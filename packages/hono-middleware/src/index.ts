@@ -19,5 +19,14 @@ export {
   UNKNOWN_CLIENT,
 } from './client-address.js'
 export type { ClientAddressOptions, DebugLogger } from './client-address.js'
-export { draft7PolicyField, policyField, rateLimitField } from './headers.js'
+export {
+  draft6Fields,
+  draft6PolicyField,
+  draft7Fields,
+  draft7PolicyField,
+  draft8PolicyField,
+  draft8RateLimitField,
+  policyField,
+  rateLimitField,
+} from './headers.js'
 export type { HeaderStyle } from './headers.js'

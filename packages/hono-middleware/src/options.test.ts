@@ -61,14 +61,36 @@ describe.each(['use', 'wrap'] as const)('rateLimiter mounted with %s', (mount) =
     expect(denied.headers.get('RateLimit-Policy')).toBe('"default";q=3;w=60')
   })
 
-  it('sends draft-7 fields when asked', async () => {
-    const { get } = build({ headers: 'draft-7' }, mount)
+  it('sends draft-6 fields (separate Limit, Remaining, Reset) when asked', async () => {
+    const { get } = build({ headers: 'draft-6' }, mount)
     const res = await get()
     expect(res.headers.get('RateLimit-Limit')).toBe('3')
     expect(res.headers.get('RateLimit-Remaining')).toBe('2')
     expect(res.headers.get('RateLimit-Reset')).toBe('60')
     expect(res.headers.get('RateLimit-Policy')).toBe('3;w=60')
     expect(res.headers.get('RateLimit')).toBeNull()
+  })
+
+  it('sends the combined draft-7 RateLimit field when asked, as express-rate-limit does', async () => {
+    const { get } = build({ headers: 'draft-7' }, mount)
+    const res = await get()
+    expect(res.headers.get('RateLimit')).toBe('limit=3, remaining=2, reset=60')
+    expect(res.headers.get('RateLimit-Policy')).toBe('3;w=60')
+    expect(res.headers.get('RateLimit-Limit')).toBeNull()
+    expect(res.headers.get('RateLimit-Remaining')).toBeNull()
+    await get()
+    await get()
+    const denied = await get()
+    expect(denied.headers.get('RateLimit')).toBe('limit=3, remaining=0, reset=60')
+    expect(denied.headers.get('Retry-After')).toBe('60')
+  })
+
+  it('sends draft-8 named items when asked', async () => {
+    const { get } = build({ headers: 'draft-8' }, mount)
+    const res = await get()
+    expect(res.headers.get('RateLimit-Policy')).toBe('"default";q=3;w=60')
+    expect(res.headers.get('RateLimit')).toBe('"default";r=2;t=60')
+    expect(res.headers.get('RateLimit-Limit')).toBeNull()
   })
 
   it('sends no fields with headers "none", but still Retry-After on a denial', async () => {
@@ -270,6 +292,7 @@ describe('ConfigError on unknown or contradictory options', () => {
     const bad: [unknown, RegExp][] = [
       [{ store, limt: 5 }, /limt/],
       [{ store, headers: 'draft-9' }, /headers/],
+      [{ store, headers: 'draft-11' }, /headers/],
       [{ store, skip: 'yes' }, /skip/],
       [{ store, refund: 1 }, /refund/],
       [{ store, keyGenerator: byKey, trustProxy: 1 }, /trustProxy/],

@@ -19,7 +19,13 @@ import { clientAddress } from './client-address.js'
 import { withFields } from './fields.js'
 import type { Fields } from './fields.js'
 import type { ClientAddressOptions, DebugLogger } from './client-address.js'
-import { checkHeaderStyle, checkPolicyName, draft7PolicyField, policyField } from './headers.js'
+import {
+  checkHeaderStyle,
+  checkPolicyName,
+  fieldsOf,
+  namesPolicies,
+  policyItem,
+} from './headers.js'
 import type { HeaderStyle } from './headers.js'
 
 /** One policy's decision on the current request. */
@@ -95,10 +101,21 @@ export interface RateLimiterOptions<E extends Env = Env> extends ClientAddressOp
   /** The policy name in the header fields, with one policy. Defaults to `"default"`. */
   policyName?: string
   /**
-   * Which header fields to send: `'draft-10'` (`RateLimit` and `RateLimit-Policy`, one item per
-   * policy), `'draft-7'` (`RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and
-   * `RateLimit-Policy`) or `'none'`. `true` is `'draft-10'`, `false` is `'none'`. Defaults to
-   * `'draft-10'`. `Retry-After` is always sent with a denial.
+   * Which header fields to send, named after the IETF draft of
+   * draft-ietf-httpapi-ratelimit-headers that defines them (as express-rate-limit's
+   * `standardHeaders` names them):
+   * - `'draft-10'`: `RateLimit-Policy: "name";q=100;w=3600` and `RateLimit: "name";r=42;t=17`,
+   *   one item per policy;
+   * - `'draft-8'`: the same items as draft-10;
+   * - `'draft-7'`: one combined `RateLimit: limit=100, remaining=42, reset=17` for the binding
+   *   policy, and `RateLimit-Policy: 100;w=3600`;
+   * - `'draft-6'`: separate `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` for the
+   *   binding policy, and `RateLimit-Policy: 100;w=3600` (before 0.2.0 this was called
+   *   `'draft-7'`);
+   * - `'none'`: no rate-limit fields.
+   *
+   * `true` is `'draft-10'`, `false` is `'none'`. `Retry-After` is always sent with a denial.
+   * Defaults to `'draft-10'`.
    */
   headers?: HeaderStyle | boolean
   /** Requests for which this returns true are not limited, counted or given headers. */
@@ -369,12 +386,11 @@ export function rateLimiter<E extends Env = Env>(
     reject('logger', logger, 'an object with a debug(message, fields) method')
   }
   const style = checkHeaderStyle(headers)
-  const policyValue =
-    style === 'draft-10'
-      ? policies
-          .map((p) => policyField(p.name, p.limiter.limit, p.limiter.windowSeconds))
-          .join(', ')
-      : policies.map((p) => draft7PolicyField(p.limiter.limit, p.limiter.windowSeconds)).join(', ')
+  const named = namesPolicies(style)
+  const policyValue = policies
+    .map((p) => policyItem(style, p.name, p.limiter.limit, p.limiter.windowSeconds))
+    .join(', ')
+  const itemStarts = policies.map((p) => p.itemStart)
   const single = policies.length === 1 ? (policies[0] as Policy) : undefined
 
   const giveBack = (decisions: readonly Decision[], policyIndexes?: readonly number[]): void => {
@@ -389,24 +405,8 @@ export function rateLimiter<E extends Env = Env>(
   }
 
   /** The header fields for the decisions (taken back ones shown with their count back). */
-  const fieldsFor = (decisions: readonly PolicyDecision[], bind: PolicyDecision): Fields => {
-    if (style === 'none') {
-      return {}
-    }
-    if (style === 'draft-10') {
-      let value = ''
-      for (const [i, d] of decisions.entries()) {
-        value += `${i === 0 ? '' : ', '}${(policies[i] as Policy).itemStart}${d.remaining};t=${d.resetSeconds}`
-      }
-      return { 'RateLimit-Policy': policyValue, RateLimit: value }
-    }
-    return {
-      'RateLimit-Policy': policyValue,
-      'RateLimit-Limit': String(bind.limit),
-      'RateLimit-Remaining': String(bind.remaining),
-      'RateLimit-Reset': String(bind.resetSeconds),
-    }
-  }
+  const fieldsFor = (decisions: readonly PolicyDecision[], bind: PolicyDecision): Fields =>
+    fieldsOf(style, policyValue, itemStarts, decisions, bind)
 
   const failed = (c: Context<E>, error: unknown): Response | Promise<Response> => {
     // By code, not class: the store may come with another copy of @slidelimit/core.
@@ -557,13 +557,12 @@ export function rateLimiter<E extends Env = Env>(
       policies: [shown],
     }
     c.set('rateLimit', info)
-    const fields: Fields =
-      style === 'draft-10'
-        ? {
-            'RateLimit-Policy': policyValue,
-            RateLimit: `${policy.itemStart}${d.remaining};t=${d.resetSeconds}`,
-          }
-        : fieldsFor([info], info)
+    const fields: Fields = named
+      ? {
+          'RateLimit-Policy': policyValue,
+          RateLimit: `${policy.itemStart}${d.remaining};t=${d.resetSeconds}`,
+        }
+      : fieldsFor([info], info)
     return d.allowed ? proceedWith(c, [d], fields, proceed) : deny(c, info, fields)
   }
 
