@@ -22,6 +22,7 @@
 // from memory with no store traffic: counts only fall while nothing is admitted.
 
 import { hash } from 'node:crypto'
+import { LIMITER_BRAND } from './brand.js'
 import { ConfigError, asStoreError } from './errors.js'
 import type { SlotIncrement, Store } from './store.js'
 
@@ -794,6 +795,9 @@ export class SlidingWindowLimiter {
     return Math.max(1, Math.ceil(ms / 1000))
   }
 }
+
+// The brand that isLimiter checks, on the prototype: no cost per limiter, not enumerable.
+Object.defineProperty(SlidingWindowLimiter.prototype, LIMITER_BRAND, { value: true })
 
 /**
  * Creates an exact bucketed sliding-window limiter.
