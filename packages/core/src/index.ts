@@ -8,7 +8,7 @@ export {
 } from './errors.js'
 export type { Store, SlotIncrement } from './store.js'
 export { SlidingWindowLimiter, createLimiter, coarseSlot } from './limiter.js'
-export type { LimiterOptions, Decision } from './limiter.js'
+export type { LimiterOptions, Decision, DecideOptions } from './limiter.js'
 export { isLimiter } from './brand.js'
 export { FailoverStore, StoreUnavailableError } from './failover-store.js'
 export type {

@@ -55,3 +55,51 @@ describe.each(STORES)('refunds on %s', (_, Store) => {
     )
   })
 })
+
+describe.each(STORES)('a per-request limit on %s', (_, Store) => {
+  it.each([true, false])(
+    'decides each request under its own limit over the same counters (cached: %s)',
+    async (cached) => {
+      const { limiter, at } = setup(Store, { windowSeconds: 60, cached })
+      expect(await limiter.consume('user', { limit: 2 })).toMatchObject({
+        allowed: true,
+        limit: 2,
+        remaining: 1,
+      })
+      at(10_000)
+      expect(await limiter.consume('user', { limit: 2 })).toMatchObject({ remaining: 0 })
+      expect(await limiter.consume('user', { limit: 2 })).toMatchObject({
+        allowed: false,
+        limit: 2,
+        retryAfterSeconds: 50,
+      })
+      // A raised limit is never denied from a denial remembered under the lower one.
+      expect(await limiter.consume('user', { limit: 3 })).toMatchObject({
+        allowed: true,
+        limit: 3,
+        remaining: 0,
+      })
+      expect(await limiter.consume('user')).toMatchObject({ allowed: true, limit: 100 })
+      // A lowered limit denies, with the exact wait of the lower limit (3 of 4 must leave).
+      expect(await limiter.consume('user', { limit: 2 })).toMatchObject({
+        allowed: false,
+        limit: 2,
+        retryAfterSeconds: 60,
+      })
+      expect(await limiter.consume('user', { limit: 1 })).toMatchObject({
+        allowed: false,
+        limit: 1,
+        retryAfterSeconds: 60,
+      })
+    },
+  )
+
+  it('refuses a per-request limit that is not a whole number of at least 1, naming limit', () => {
+    const { limiter } = setup(Store)
+    for (const limit of [0, -1, 1.5, Number.NaN, Infinity, '3'] as unknown[]) {
+      expect(() => limiter.decide('user', { limit: limit as number })).toThrow(
+        expect.objectContaining({ code: 'ERR_SLIDELIMIT_CONFIG', option: 'limit' }),
+      )
+    }
+  })
+})

@@ -61,11 +61,21 @@ export interface LimiterOptions {
   cacheSize?: number
 }
 
+/** Options of one decision ({@link SlidingWindowLimiter.decide}). */
+export interface DecideOptions {
+  /**
+   * The limit for this request (for instance by the requester's plan): a whole number of at
+   * least 1. The counters do not depend on it, so requests under different limits share one
+   * exact window. Defaults to the limiter's `limit`.
+   */
+  limit?: number
+}
+
 /** The outcome of one request. */
 export interface Decision {
   /** Whether the request is admitted (and counted). */
   readonly allowed: boolean
-  /** The limit per window. */
+  /** The limit per window that applied (the request's own, or the limiter's). */
   readonly limit: number
   /** The window in seconds. */
   readonly windowSeconds: number
@@ -148,6 +158,8 @@ interface Entry {
   version: number
   /** Milliseconds until which requests are denied from memory (0: none). */
   deniedUntil: number
+  /** The limit the remembered denial was decided under; only that limit reuses it. */
+  deniedLimit: number
   /** When the requester was last seen, in milliseconds. */
   seen: number
 }
@@ -155,6 +167,7 @@ interface Entry {
 /** One decision's reads and where their values go. */
 interface Plan {
   readonly id: string
+  readonly limit: number
   readonly t: number
   readonly b: number
   readonly lo: number
@@ -263,19 +276,21 @@ export class SlidingWindowLimiter {
    * Decides on one request from `id` and counts it when admitted.
    * Rejects with the store's error when the store fails.
    */
-  async consume(id: string): Promise<Decision> {
-    return this.decide(id)
+  async consume(id: string, options?: DecideOptions): Promise<Decision> {
+    return this.decide(id, options)
   }
 
   /**
    * {@link consume} without a promise where none is needed: answers at once when the requester
    * is denied from memory or the store answers synchronously (the memory store), and with a
-   * promise otherwise. Throws or rejects with the store's error when the store fails.
+   * promise otherwise. Throws or rejects with the store's error when the store fails, and
+   * throws a ConfigError naming `limit` for a bad `options.limit`.
    */
-  decide(id: string): Decision | Promise<Decision> {
+  decide(id: string, options?: DecideOptions): Decision | Promise<Decision> {
+    const limit = options?.limit === undefined ? this.limit : wholeNumber('limit', options.limit, 1)
     const t = this.#now()
     // A long id (a token, a hostile header) is held by its hash, never kept whole in memory.
-    const plan = this.#plan(id.length > LONGEST_ID ? hashId(id) : id, t)
+    const plan = this.#plan(id.length > LONGEST_ID ? hashId(id) : id, t, limit)
     if (!('reads' in plan)) {
       return plan
     }
@@ -377,7 +392,7 @@ export class SlidingWindowLimiter {
   }
 
   /** Finds the cached entry (or makes one) and lists what the store must do. */
-  #plan(id: string, t: number): Plan | Decision {
+  #plan(id: string, t: number, limit: number): Plan | Decision {
     const n = this.buckets
     const g = this.groupSize
     const bucketMs = this.#bucketMs
@@ -391,9 +406,15 @@ export class SlidingWindowLimiter {
       settledTo = Math.floor((settledTo + 1) / g) * g - 1
     }
     const entry = this.cacheSize === 0 ? undefined : this.#entry(id, t, lo, settledTo)
+    // A denial is remembered under its limit: a raised limit must not be denied from memory,
+    // and a lowered one has a later retry time than the one remembered.
+    // Forgotten when not reused: what this decision admits makes it wrong for the old limit too.
     if (entry !== undefined && entry.deniedUntil > t) {
-      const wait = Math.max(1, Math.ceil((entry.deniedUntil - t) / 1000))
-      return this.#denied(id, wait)
+      if (entry.deniedLimit === limit) {
+        const wait = Math.max(1, Math.ceil((entry.deniedUntil - t) / 1000))
+        return this.#denied(id, wait, limit)
+      }
+      entry.deniedUntil = 0
     }
     const changingEnd = g === 0 ? b - 1 : current * g - 1
     if (
@@ -403,7 +424,7 @@ export class SlidingWindowLimiter {
       Math.max(settledTo + 1, lo) > changingEnd &&
       (entry.head >= entry.units.length || (entry.units[entry.head] as number) >= lo)
     ) {
-      return this.#decideCached(id, t, b, current, entry)
+      return this.#decideCached(id, t, b, current, entry, limit)
     }
 
     const increments: SlotIncrement[] =
@@ -443,6 +464,7 @@ export class SlidingWindowLimiter {
     this.#pushRange(reads, readFrom, readTo, Math.max(settledTo + 1, lo), changingEnd, lo)
     return {
       id,
+      limit,
       t,
       b,
       lo,
@@ -466,7 +488,14 @@ export class SlidingWindowLimiter {
    * The common case with a synchronous store: everything outside the current group is cached,
    * so the decision is the two increments and a sum, with no lists built.
    */
-  #decideCached(id: string, t: number, b: number, current: number, entry: Entry): Decision {
+  #decideCached(
+    id: string,
+    t: number,
+    b: number,
+    current: number,
+    entry: Entry,
+    limit: number,
+  ): Decision {
     const increments = this.#increments
     ;(increments[0] as MutableIncrement).slot = b
     if (this.groupSize !== 0) {
@@ -474,9 +503,10 @@ export class SlidingWindowLimiter {
     }
     const values = this.#updateSync(entry.key, increments, NO_READS)
     const sum = entry.sum + (values[increments.length - 1] ?? 0)
-    if (sum > this.limit) {
+    if (sum > limit) {
       const plan: Plan = {
         id,
+        limit,
         t,
         b,
         lo: entry.lo,
@@ -498,16 +528,16 @@ export class SlidingWindowLimiter {
     }
     // The oldest counted unit: the first cached one, else the current bucket (or group).
     const leave = entry.head < entry.units.length ? (entry.units[entry.head + 1] as number) : b
-    return this.#admitted(id, t, b, sum, leave)
+    return this.#admitted(id, t, b, sum, leave, limit)
   }
 
   /** An admitted decision: `sum` counted with this request, the oldest leaving after `leave`. */
-  #admitted(id: string, t: number, b: number, sum: number, leave: number): Decision {
+  #admitted(id: string, t: number, b: number, sum: number, leave: number, limit: number): Decision {
     const resetSeconds = this.#secondsUntil(leave, t)
-    const remaining = this.limit - sum
+    const remaining = limit - sum
     return {
       allowed: true,
-      limit: this.limit,
+      limit,
       windowSeconds: this.windowSeconds,
       remaining,
       retryAfterSeconds: remaining > 0 ? 0 : resetSeconds,
@@ -575,6 +605,7 @@ export class SlidingWindowLimiter {
         lo,
         version: 0,
         deniedUntil: 0,
+        deniedLimit: 0,
         seen: t,
       }
       this.#sweep(t)
@@ -620,10 +651,10 @@ export class SlidingWindowLimiter {
     }
   }
 
-  #denied(id: string, wait: number): Decision {
+  #denied(id: string, wait: number, limit: number): Decision {
     return {
       allowed: false,
-      limit: this.limit,
+      limit,
       windowSeconds: this.windowSeconds,
       remaining: 0,
       retryAfterSeconds: wait,
@@ -649,7 +680,7 @@ export class SlidingWindowLimiter {
     ) {
       this.#cacheReads(entry, plan, values)
     }
-    if (sum > this.limit) {
+    if (sum > plan.limit) {
       return this.#deny(plan, values, sum)
     }
 
@@ -671,7 +702,7 @@ export class SlidingWindowLimiter {
       }
     }
     // Nothing older counted: the current bucket (or group, which ends with it) leaves first.
-    return this.#admitted(plan.id, plan.t, b, sum, leave < 0 ? b : leave)
+    return this.#admitted(plan.id, plan.t, b, sum, leave < 0 ? b : leave, plan.limit)
   }
 
   /** Caches the settled values a reply brought (the entry has not changed since the plan). */
@@ -741,7 +772,7 @@ export class SlidingWindowLimiter {
     unitTo.push(g === 0 ? b : current * g + g - 1)
     unitCount.push((values[first - 1] ?? 0) - 1)
 
-    const deficit = sum - this.limit
+    const deficit = sum - plan.limit
     let cumulative = 0
     let leave = b
     let detail = -1
@@ -780,8 +811,9 @@ export class SlidingWindowLimiter {
       const entry = plan.entry
       if (entry !== undefined && this.#cache.get(plan.id) === entry) {
         entry.deniedUntil = deniedUntil
+        entry.deniedLimit = plan.limit
       }
-      return this.#denied(plan.id, Math.max(1, Math.ceil((deniedUntil - t) / 1000)))
+      return this.#denied(plan.id, Math.max(1, Math.ceil((deniedUntil - t) / 1000)), plan.limit)
     }
     if (this.store.updateSync !== undefined) {
       return finish(this.#updateSync(plan.key, rollback, detailReads))
