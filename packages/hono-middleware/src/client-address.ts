@@ -22,9 +22,12 @@ interface NodeBindings {
 /** The key used when no address can be found (every such request shares it). */
 export const UNKNOWN_CLIENT = 'unknown'
 
-/** Longest forwarding header looked at; a longer one is ignored (and logged). */
+/**
+ * Most characters of a forwarding header read, from the right: what lies further left is never
+ * looked at (a client's own text cannot matter there).
+ */
 export const MAX_FORWARDED_LENGTH = 8192
-/** Most entries looked at in a forwarding header. */
+/** Most entries of a forwarding header read, from the right. */
 export const MAX_FORWARDED_ENTRIES = 64
 
 /** Where a logger goes: `debug` receives why a forwarding header was not used. */
@@ -88,6 +91,12 @@ export function parseAddress(text: string): ipaddr.IPv4 | ipaddr.IPv6 | undefine
     return v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6
   }
   return undefined
+}
+
+/** The address without its IPv6 zone (`fe80::1%eth0` is `fe80::1`). */
+function withoutZone(text: string): string {
+  const percent = text.indexOf('%')
+  return percent < 0 ? text : text.slice(0, percent)
 }
 
 function parseTrust(trustProxy: ClientAddressOptions['trustProxy']): Trust {
@@ -156,45 +165,81 @@ function checkSubnet(ipv6Subnet: unknown): number {
   return ipv6Subnet
 }
 
-/** The addresses of a forwarding header, nearest last, or a reason it cannot be used. */
-function forwardedChain(header: string, name: 'x-forwarded-for' | 'forwarded'): string[] | string {
-  if (header.length > MAX_FORWARDED_LENGTH) {
-    return `longer than ${MAX_FORWARDED_LENGTH} characters`
-  }
-  const parts = header.split(',')
-  if (parts.length > MAX_FORWARDED_ENTRIES) {
-    return `more than ${MAX_FORWARDED_ENTRIES} entries`
-  }
-  const out: string[] = []
-  for (const part of parts) {
-    let value = part.trim()
-    if (name === 'forwarded') {
-      // forwarded-element: pairs separated by ';', e.g. for=192.0.2.60;proto=http;by=203.0.113.43
-      const pair = value
-        .split(';')
-        .map((p) => p.trim())
-        .find((p) => p.slice(0, 4).toLowerCase() === 'for=')
-      if (pair === undefined) {
-        return 'an element without for='
-      }
-      value = pair.slice(4)
-      if (value.startsWith('"')) {
-        if (!value.endsWith('"') || value.length < 2) {
-          return 'an unterminated quoted string'
-        }
-        value = value.slice(1, -1)
-      }
-      // for="[2001:db8::1]:4711" or for=192.0.2.43:47011
-      if (value.startsWith('[')) {
-        const end = value.indexOf(']')
-        value = end < 0 ? '' : value.slice(1, end)
-      } else if (value.includes(':') && value.split(':').length === 2) {
-        value = value.slice(0, value.indexOf(':'))
-      }
+/** Longest entry of a forwarding header looked at (an RFC 7239 element with all its pairs). */
+const MAX_ENTRY_LENGTH = 1024
+
+/** The address text of one RFC 7239 forwarded-element, or undefined when it has none. */
+function forwardedFor(element: string): string | undefined {
+  // forwarded-element: pairs separated by ';', e.g. for=192.0.2.60;proto=http;by=203.0.113.43
+  let value: string | undefined
+  for (const pair of element.split(';')) {
+    const trimmed = pair.trim()
+    if (trimmed.slice(0, 4).toLowerCase() === 'for=') {
+      value = trimmed.slice(4)
+      break
     }
-    out.push(value)
   }
-  return out
+  if (value === undefined) {
+    return undefined
+  }
+  if (value.startsWith('"')) {
+    if (!value.endsWith('"') || value.length < 2) {
+      return undefined
+    }
+    value = value.slice(1, -1)
+  }
+  // for="[2001:db8::1]:4711" or for=192.0.2.43:47011
+  if (value.startsWith('[')) {
+    const end = value.indexOf(']')
+    return end < 0 ? undefined : value.slice(1, end)
+  }
+  const colon = value.indexOf(':')
+  return colon >= 0 && value.indexOf(':', colon + 1) < 0 ? value.slice(0, colon) : value
+}
+
+/**
+ * Reads a forwarding header from the right, nearest entry first, only as far as needed:
+ * `visit(text, index)` gets each entry's address text (undefined when the entry has none) and
+ * its index from the right (0 is the entry the nearest proxy appended), and returns whether to
+ * go on. What a client wrote to the left of where the reading stops is never looked at, so it
+ * cannot change the choice nor fail it, however long or malformed.
+ *
+ * The reading also stops after {@link MAX_FORWARDED_ENTRIES} entries or
+ * {@link MAX_FORWARDED_LENGTH} characters from the right (an entry crossing that bound, or
+ * longer than 1,024 characters, is not read at all): a huge header costs no more than that.
+ */
+function fromRight(
+  header: string,
+  name: 'x-forwarded-for' | 'forwarded',
+  visit: (text: string | undefined, index: number) => boolean,
+): void {
+  const floor = header.length - MAX_FORWARDED_LENGTH
+  let end = header.length
+  for (let index = 0; index < MAX_FORWARDED_ENTRIES; index++) {
+    // Bounded: never searches further left than the floor.
+    const comma = floor > 0 ? lastCommaAbove(header, end, floor) : header.lastIndexOf(',', end - 1)
+    const start = comma + 1
+    if ((floor > 0 && comma < 0) || end - start > MAX_ENTRY_LENGTH) {
+      // This entry reaches past what is read: stop before it.
+      return
+    }
+    const entry = header.slice(start, end).trim()
+    const text = name === 'forwarded' ? forwardedFor(entry) : entry
+    if (!visit(text === '' ? undefined : text, index) || comma < 0) {
+      return
+    }
+    end = comma
+  }
+}
+
+/** The last comma before `end` at or after `floor`, or -1. */
+function lastCommaAbove(header: string, end: number, floor: number): number {
+  for (let i = end - 1; i >= floor; i--) {
+    if (header.charCodeAt(i) === 44) {
+      return i
+    }
+  }
+  return -1
 }
 
 /**
@@ -237,7 +282,7 @@ export function clientAddress({
     if (!raw.includes(':')) {
       return raw
     }
-    const parsed = parseAddress(raw.split('%')[0] as string)
+    const parsed = parseAddress(withoutZone(raw))
     return parsed === undefined ? raw : keyOf(parsed)
   }
 
@@ -249,7 +294,8 @@ export function clientAddress({
     const key = socketKey(c)
     logger?.debug(`ignored ${proxyHeader}: ${reason}`, {
       header: proxyHeader,
-      value: header.slice(0, 200),
+      // The right end: what the proxies wrote.
+      value: header.slice(-200),
       client: key,
     })
     return key
@@ -260,42 +306,46 @@ export function clientAddress({
     if (header === undefined || header.trim() === '') {
       return socketKey(c)
     }
-    const chain = forwardedChain(header, proxyHeader)
-    if (typeof chain === 'string') {
-      return ignore(c, chain, header)
-    }
-    const socket = socketAddress(c)
-    const peer = socket === undefined ? undefined : parseAddress(socket.split('%')[0] as string)
-    let chosen: string | undefined
+    let chosen: ipaddr.IPv4 | ipaddr.IPv6 | undefined
+    let bad: number | undefined
     if (trust.kind === 'hops') {
-      // The connection is the nearest proxy; each trusted proxy appended the address it saw.
-      chosen = chain[Math.max(chain.length - trust.hops, 0)]
-      for (let i = Math.max(chain.length - trust.hops, 0); i < chain.length; i++) {
-        if (parseAddress(chain[i] as string) === undefined) {
-          return ignore(c, `entry ${i + 1} is not an IP address`, header)
+      // The connection is the nearest proxy; each trusted proxy appended the address it saw, so
+      // the client is the hops-th entry from the right (the leftmost, when there are fewer).
+      fromRight(header, proxyHeader, (text, index) => {
+        const address = text === undefined ? undefined : parseAddress(text)
+        if (address === undefined) {
+          bad = index
+          return false
         }
-      }
+        chosen = address
+        return index < trust.hops - 1
+      })
     } else {
+      const socket = socketAddress(c)
+      const peer = socket === undefined ? undefined : parseAddress(withoutZone(socket))
       if (peer === undefined || !trusted(trust.ranges, peer)) {
         // The connection does not come from a trusted proxy: its header means nothing.
         return socketKey(c)
       }
-      for (let i = chain.length - 1; i >= 0; i--) {
-        const address = parseAddress(chain[i] as string)
+      // The client is the nearest address that is not a trusted proxy.
+      fromRight(header, proxyHeader, (text, index) => {
+        const address = text === undefined ? undefined : parseAddress(text)
         if (address === undefined) {
-          return ignore(c, `entry ${i + 1} is not an IP address`, header)
+          bad = index
+          return false
         }
-        chosen = chain[i]
-        if (!trusted(trust.ranges, address)) {
-          break
-        }
-      }
+        chosen = address
+        return trusted(trust.ranges, address)
+      })
     }
-    const address = chosen === undefined ? undefined : parseAddress(chosen)
-    if (address === undefined) {
+    if (bad !== undefined) {
+      // A trusted proxy wrote it (the client's text lies further left): say so, use the socket.
+      return ignore(c, `entry ${bad + 1} from the right is not an IP address`, header)
+    }
+    if (chosen === undefined) {
       return ignore(c, 'no client address in it', header)
     }
-    return keyOf(address)
+    return keyOf(chosen)
   }
 }
 

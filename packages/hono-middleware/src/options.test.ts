@@ -271,11 +271,50 @@ describe('client identity (default key)', () => {
     expect(await get('10.0.0.1', { forwarded: 'proto=http' })).toBe('10.0.0.1')
   })
 
+  it('keeps a client behind a trusted proxy on its key, whatever it writes to the left', async () => {
+    const byHops = appFor({ trustProxy: 1 })
+    const byList = appFor({ trustProxy: ['10.0.0.0/8'] })
+    const junk = [
+      Array.from({ length: 65 }, (_, i) => `junk${i}`).join(', '),
+      Array.from({ length: 700 }, (_, i) => `10.0.${i >> 8}.${i & 255}`).join(','),
+      'x'.repeat(9000),
+      `${'x'.repeat(20_000)}, 1.1.1.1`,
+      '1.1.1.1, \u00ff\u00fe, "unterminated',
+      ', , ,',
+    ]
+    for (const left of junk) {
+      const xff = { 'x-forwarded-for': `${left}, 203.0.113.9` }
+      expect(await byHops('10.0.0.1', xff), left.slice(0, 20)).toBe('203.0.113.9')
+      const viaTwo = { 'x-forwarded-for': `${left}, 203.0.113.9, 10.0.0.2` }
+      expect(await byList('10.0.0.1', viaTwo), left.slice(0, 20)).toBe('203.0.113.9')
+    }
+  })
+
+  it('ignores malformed Forwarded elements that the client wrote to the left', async () => {
+    const get = appFor({ trustProxy: 2, proxyHeader: 'forwarded' })
+    const right = 'for=203.0.113.9;proto=https, for="[2001:db8::2]:443"'
+    for (const left of ['proto=http', 'for="unterminated', 'for=;;;', 'junk'.repeat(3000)]) {
+      expect(await get('10.0.0.1', { forwarded: `${left}, ${right}` }), left.slice(0, 20)).toBe(
+        '203.0.113.9',
+      )
+    }
+  })
+
+  it('reads a megabyte header only at its right end', async () => {
+    const get = appFor({ trustProxy: 1 })
+    const huge = `${'1.2.3.4,'.repeat(131_072)} 203.0.113.9`
+    expect(await get('10.0.0.1', { 'x-forwarded-for': huge })).toBe('203.0.113.9')
+    // Every trusted entry through the bound: the leftmost entry read counts.
+    const list = appFor({ trustProxy: ['10.0.0.0/8'] })
+    const trustedOnly = Array.from({ length: 100 }, (_, i) => `10.0.1.${i}`).join(', ')
+    expect(await list('10.0.0.1', { 'x-forwarded-for': trustedOnly })).toBe('10.0.1.36')
+  })
+
   it('logs an ignored header at debug level', async () => {
     const lines: string[] = []
     const get = appFor({ trustProxy: 1, logger: { debug: (message) => lines.push(message) } })
     expect(await get('10.0.0.1', { 'x-forwarded-for': 'garbage' })).toBe('10.0.0.1')
-    expect(lines).toEqual(['ignored x-forwarded-for: entry 1 is not an IP address'])
+    expect(lines).toEqual(['ignored x-forwarded-for: entry 1 from the right is not an IP address'])
   })
 
   it('refuses bad trust settings', () => {
