@@ -62,9 +62,29 @@ describe('loadConfig', () => {
     expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 192.168.1.5,2001:db8::/32' }).trustProxy).toEqual(
       ['10.0.0.0/8', '192.168.1.5', '2001:db8::/32'],
     )
-    for (const bad of ['10.0.0.0/33', 'proxy.internal', '10.0.0.1,,', '33', 'true']) {
+    for (const bad of [
+      '10.0.0.0/33',
+      'proxy.internal',
+      '10.0.0.1,,',
+      '33',
+      'true',
+      '0.0.0.0/0',
+      '::/0',
+      '::ffff:0:0/96',
+      '10.0.0.0/8,0.0.0.0/0',
+    ]) {
       expect(() => loadConfig({ TRUST_PROXY: bad })).toThrow(/^Invalid TRUST_PROXY=/)
     }
+    // A range covering every address trusts any client, as true would: the same refusal.
+    const expected = (raw: string) => {
+      try {
+        loadConfig({ TRUST_PROXY: raw })
+      } catch (error) {
+        return (error as Error).message.replace(JSON.stringify(raw), 'X')
+      }
+      return 'accepted'
+    }
+    expect(expected('0.0.0.0/0')).toBe(expected('true'))
   })
 
   it('refuses a burst policy that is not LIMIT/SECONDS inside the window', () => {

@@ -81,16 +81,38 @@ export function normalizeAddress(address: string): string {
   return lower.startsWith('::ffff:') && lower.includes('.') ? lower.slice(7) : lower
 }
 
-/** Parses one address strictly (dotted-quad IPv4 or IPv6), mapped IPv6 as IPv4. */
+/** An IPv6 address ending in a dotted quad (`::1.2.3.4`, `::ffff:192.0.2.1`). */
+const EMBEDDED_IPV4 = /^(.*:)(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/
+
+/**
+ * Parses one address strictly (dotted-quad IPv4 or IPv6), so that every spelling of an address
+ * gives one value: an IPv6 zone is dropped (`fe80::1%eth0` is `fe80::1`), a dotted-quad tail is
+ * read as the two groups it stands for (`::1.2.3.4` is `::0:1.2.3.4`, `::102:304`), and an
+ * IPv4-mapped IPv6 address is its IPv4 address.
+ */
 export function parseAddress(text: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
   if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
     return ipaddr.IPv4.parse(text)
   }
-  if (text.includes(':') && ipaddr.IPv6.isValid(text)) {
-    const v6 = ipaddr.IPv6.parse(text)
-    return v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6
+  if (!text.includes(':')) {
+    return undefined
   }
-  return undefined
+  let v6 = withoutZone(text)
+  const embedded = EMBEDDED_IPV4.exec(v6)
+  if (embedded !== null) {
+    // ipaddr.js reads `::1.2.3.4` as `::ffff:1.2.3.4`: spell the quad as hex groups first.
+    const quad = embedded[2] as string
+    if (!ipaddr.IPv4.isValidFourPartDecimal(quad)) {
+      return undefined
+    }
+    const [a, b, c, d] = ipaddr.IPv4.parse(quad).octets as [number, number, number, number]
+    v6 = `${embedded[1] as string}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  }
+  if (!ipaddr.IPv6.isValid(v6)) {
+    return undefined
+  }
+  const parsed = ipaddr.IPv6.parse(v6)
+  return parsed.isIPv4MappedAddress() ? parsed.toIPv4Address() : parsed
 }
 
 /** The address without its IPv6 zone (`fe80::1%eth0` is `fe80::1`). */
@@ -99,16 +121,16 @@ function withoutZone(text: string): string {
   return percent < 0 ? text : text.slice(0, percent)
 }
 
+/** Why `true`, and a range covering every address of a family, are refused. */
+const TRUST_EVERYONE =
+  'a number of proxy hops or a list of proxy addresses (true would trust any client)'
+
 function parseTrust(trustProxy: ClientAddressOptions['trustProxy']): Trust {
   if (trustProxy === undefined || trustProxy === false || trustProxy === 0) {
     return { kind: 'none' }
   }
   if (trustProxy === true) {
-    throw new ConfigError(
-      'trustProxy',
-      trustProxy,
-      'a number of proxy hops or a list of proxy addresses (true would trust any client)',
-    )
+    throw new ConfigError('trustProxy', trustProxy, TRUST_EVERYONE)
   }
   if (typeof trustProxy === 'number') {
     if (!Number.isSafeInteger(trustProxy) || trustProxy < 0 || trustProxy > 32) {
@@ -145,6 +167,10 @@ function parseTrust(trustProxy: ClientAddressOptions['trustProxy']): Trust {
         )
       }
       ranges.push([address, address.kind() === 'ipv4' ? 32 : 128])
+    }
+    // 0.0.0.0/0, ::/0, ::ffff:0:0/96 (every IPv4 address, mapped): trusts any client, as true.
+    if ((ranges[ranges.length - 1] as [unknown, number])[1] === 0) {
+      throw new ConfigError('trustProxy', item, TRUST_EVERYONE)
     }
   }
   return { kind: 'list', ranges }

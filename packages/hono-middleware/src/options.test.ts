@@ -7,6 +7,7 @@ import { Hono } from 'hono'
 import type { Context } from 'hono'
 import { describe, expect, it } from 'vitest'
 import { clientAddress } from './client-address.js'
+import type { ClientAddressOptions } from './client-address.js'
 import { rateLimiter } from './rate-limiter.js'
 import type { RateLimiterOptions } from './rate-limiter.js'
 
@@ -315,6 +316,51 @@ describe('client identity (default key)', () => {
     const get = appFor({ trustProxy: 1, logger: { debug: (message) => lines.push(message) } })
     expect(await get('10.0.0.1', { 'x-forwarded-for': 'garbage' })).toBe('10.0.0.1')
     expect(lines).toEqual(['ignored x-forwarded-for: entry 1 from the right is not an IP address'])
+  })
+
+  it('refuses a trusted range that covers every address of a family, as it refuses true', () => {
+    const refusal = (trustProxy: ClientAddressOptions['trustProxy']): string => {
+      try {
+        clientAddress({ trustProxy })
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError)
+        return (error as ConfigError).message.replace(/got .*, expected/, 'got X, expected')
+      }
+      return 'accepted'
+    }
+    const asTrue = refusal(true)
+    expect(asTrue).toMatch(/would trust any client/)
+    for (const everything of [
+      '0.0.0.0/0',
+      '::/0',
+      '::ffff:0:0/96',
+      '::ffff:0.0.0.0/96',
+      ['10.0.0.0/8', '0.0.0.0/0'],
+      '192.168.0.0/16, ::/0',
+    ]) {
+      expect(refusal(everything), String(everything)).toBe(asTrue)
+    }
+    // Wide, but not everything: accepted.
+    for (const wide of ['0.0.0.0/1', '128.0.0.0/1', '::/1', '::ffff:0:0/97']) {
+      expect(refusal(wide), wide).toBe('accepted')
+    }
+  })
+
+  it('keys one address alike however it is written: zones dropped, embedded IPv4 normalised', async () => {
+    const exact = appFor({ ipv6Subnet: 128 })
+    expect(await exact('fe80::1%eth0')).toBe('fe80::1')
+    expect(await exact('fe80::1%eth1')).toBe('fe80::1')
+    expect(await exact('FE80:0:0:0:0:0:0:1%2')).toBe('fe80::1')
+    expect(await exact('::1.2.3.4')).toBe(await exact('::0:1.2.3.4'))
+    expect(await exact('::1.2.3.4')).toBe('::102:304')
+    expect(await exact('::ffff:1.2.3.4')).toBe('1.2.3.4')
+    // The same through a trusted forwarding header.
+    const forwarded = appFor({ ipv6Subnet: 128, trustProxy: 1 })
+    const via = (xff: string) => forwarded('10.0.0.1', { 'x-forwarded-for': xff })
+    expect(await via('fe80::1%eth0')).toBe('fe80::1')
+    expect(await via('fe80::1%eth1')).toBe('fe80::1')
+    expect(await via('::1.2.3.4')).toBe(await via('::0:1.2.3.4'))
+    expect(await via('0:0:0:0:0:0:1.2.3.4')).toBe('::102:304')
   })
 
   it('refuses bad trust settings', () => {
