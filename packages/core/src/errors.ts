@@ -63,6 +63,16 @@ export class StoreKeyError extends StoreError {
   }
 }
 
+/** The store has no `operation` (an optional part of the Store contract that a caller needs). */
+export function unsupported(store: string, operation: string): StoreError {
+  return new StoreError(
+    store,
+    `has no ${operation} operation (an optional part of the Store contract)`,
+    undefined,
+    'ERR_SLIDELIMIT_STORE_UNSUPPORTED',
+  )
+}
+
 /**
  * Whatever a store threw or rejected with, as a StoreError: a StoreError as it is, anything else
  * (a RangeError from a client library, a string) wrapped with the original as `cause`.

@@ -35,6 +35,16 @@ class FlakyStore extends MapStore {
     return super.update(...args)
   }
 
+  override remove(...args: Parameters<MapStore['remove']>): Promise<void> {
+    if (this.mode === 'fail') {
+      return Promise.reject(new StoreError('flaky', 'connection refused'))
+    }
+    if (this.mode === 'hang') {
+      return new Promise(() => undefined)
+    }
+    return super.remove(...args)
+  }
+
   override ping(): Promise<void> {
     this.pings++
     if (this.mode === 'throw') {
@@ -455,6 +465,9 @@ class ShardedStore implements Store {
   update(...args: Parameters<Store['update']>): Promise<number[]> {
     return (this.parts[this.shardOf(args[0])] as FlakyStore).update(...args)
   }
+  remove(key: string, slots: readonly number[]): Promise<void> {
+    return (this.parts[this.shardOf(key)] as FlakyStore).remove(key, slots)
+  }
   ping(shard?: string): Promise<void> {
     this.pinged.push(shard)
     return shard === undefined
@@ -597,5 +610,60 @@ describe('a limiter on a FailoverStore, with requesters blocked on local counts'
     // The next decision reads the shared counts (empty here: nothing reached them).
     expect((await limiter.consume('a')).allowed).toBe(true)
     expect(primary.calls).toBe(calls + 1)
+  })
+})
+
+describe('FailoverStore.remove', () => {
+  it('removes the counters from the primary and from the fallback', async () => {
+    const { store, primary, fallback } = setup()
+    await store.update('k', inc, [], 60)
+    await fallback.update('k', inc, [], 60)
+    await store.remove('k', [1])
+    expect(primary.counters.size).toBe(0)
+    expect(fallback.counters.size).toBe(0)
+  })
+
+  it("fails the key's shard when the primary fails or misses the deadline, and rejects", async () => {
+    for (const mode of ['fail', 'hang'] as const) {
+      const { store, primary, fallback, changes } = setup()
+      await fallback.update('k', inc, [], 60)
+      primary.mode = mode
+      await expect(store.remove('k', [1])).rejects.toBeInstanceOf(StoreError)
+      expect(store.state).toBe('down')
+      expect(changes).toMatchObject([{ state: 'down' }])
+      // The fallback, which decides for the key meanwhile, has forgotten it.
+      expect(fallback.counters.size).toBe(0)
+    }
+  })
+
+  it('rejects while the shard is down, sending nothing to it, and removes from the fallback', async () => {
+    const { store, a, b, fallback } = sharded()
+    a.mode = 'fail'
+    await store.update('xa', inc, [], 60)
+    await store.update('xb', inc, [], 60)
+    const calls = a.calls
+    await expect(store.remove('xa', [1])).rejects.toThrow(/a down/)
+    expect(a.calls).toBe(calls)
+    expect(fallback.counters.size).toBe(0)
+    // The other shard's keys are removed as usual.
+    await store.remove('xb', [1])
+    expect(b.counters.size).toBe(0)
+    expect(store.shardStates().map(({ state }) => state)).toEqual(['down', 'up'])
+  })
+
+  it('rejects with the unsupported code when the primary has no remove, keeping it up', async () => {
+    const { store } = breakerOn('open', (now) => {
+      const inner = new MapStore(now)
+      return {
+        name: 'old',
+        update: inner.update.bind(inner),
+        ping: () => Promise.resolve(),
+        close: () => Promise.resolve(),
+      } satisfies Store
+    })
+    await expect(store.remove('k', [1])).rejects.toMatchObject({
+      code: 'ERR_SLIDELIMIT_STORE_UNSUPPORTED',
+    })
+    expect(store.state).toBe('up')
   })
 })

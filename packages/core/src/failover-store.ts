@@ -14,7 +14,7 @@
 // A StoreKeyError (the primary answers, but one key's data is unusable) is that key's problem:
 // that one call is decided as the failure mode says, and the breaker stays closed.
 
-import { ConfigError, StoreError, StoreKeyError, asStoreError } from './errors.js'
+import { ConfigError, StoreError, StoreKeyError, asStoreError, unsupported } from './errors.js'
 import type { SlotIncrement, Store } from './store.js'
 
 /** The primary store is failing and the failure mode is `closed`. */
@@ -303,6 +303,52 @@ export class FailoverStore implements Store {
   }
 
   /**
+   * Removes the counters of `key` from the primary and from the fallback (which holds them
+   * while the key's shard is down), both at once. Rejects when either fails or has no `remove`,
+   * and when the key's shard is down (nothing is sent to it then): the counters in the primary
+   * may still be there. A primary that fails is a failure of the key's shard, as in `update`.
+   */
+  async remove(key: string, slots: readonly number[]): Promise<void> {
+    const [primary, fallback] = await Promise.allSettled([
+      this.#removeFromPrimary(key, slots),
+      removeFrom(this.fallback, key, slots),
+    ])
+    if (primary.status === 'rejected') {
+      throw primary.reason
+    }
+    if (fallback.status === 'rejected') {
+      throw asStoreError(this.fallback.name, fallback.reason)
+    }
+  }
+
+  async #removeFromPrimary(key: string, slots: readonly number[]): Promise<void> {
+    let breaker = this.#single
+    try {
+      breaker ??= this.#breakerOf(key)
+    } catch (error) {
+      throw asStoreError(this.name, error)
+    }
+    if (breaker.state === 'down') {
+      this.#maybeProbe(breaker)
+      throw new StoreError(
+        this.name,
+        `${breaker.shard === undefined ? '' : `${breaker.shard} `}down, the counters of the key are not removed from it`,
+        { cause: breaker.lastError },
+      )
+    }
+    try {
+      await this.#withDeadline(removeFrom(this.primary, key, slots))
+    } catch (error) {
+      const failure = asStoreError(this.name, error)
+      if (!(failure instanceof StoreKeyError) && failure.code !== UNSUPPORTED) {
+        this.#markDown(breaker, failure)
+      }
+      throw failure
+    }
+    breaker.answeredSinceUp = true
+  }
+
+  /**
    * Pings the primary (only `shard`, when given), updating the state of each shard; rejects
    * when a shard does not answer or is down. While a shard is down, a ping is its breaker's
    * probe when one is due, and otherwise reports the known state: a health check never cuts a
@@ -550,6 +596,20 @@ export class FailoverStore implements Store {
       breaker.probing = false
     }
     this.#markUp(breaker)
+  }
+}
+
+const UNSUPPORTED = 'ERR_SLIDELIMIT_STORE_UNSUPPORTED'
+
+/** `store.remove`, with whatever it throws as a rejection; a store without it rejects. */
+function removeFrom(store: Store, key: string, slots: readonly number[]): Promise<void> {
+  if (typeof store.remove !== 'function') {
+    return Promise.reject(unsupported(store.name, 'remove'))
+  }
+  try {
+    return store.remove(key, slots)
+  } catch (error) {
+    return Promise.reject(asStoreError(store.name, error))
   }
 }
 

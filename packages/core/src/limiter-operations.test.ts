@@ -103,3 +103,53 @@ describe.each(STORES)('a per-request limit on %s', (_, Store) => {
     }
   })
 })
+
+describe.each(STORES)('resetKey on %s', (_, Store) => {
+  describe.each(WINDOWS)('a %i s window', (windowSeconds) => {
+    it.each([true, false])(
+      'lets a blocked requester start again, and leaves others blocked (cached: %s)',
+      async (cached) => {
+        const { limiter, store, at } = setup(Store, { limit: 2, windowSeconds, cached })
+        for (const id of ['blocked', 'other']) {
+          await limiter.consume(id)
+          at(windowSeconds > 64 ? 65_000 : 5000)
+          await limiter.consume(id)
+          expect((await limiter.consume(id)).allowed).toBe(false)
+        }
+        await limiter.resetKey('blocked')
+        // Every counter of the key went: fine buckets and coarse groups.
+        expect([...store.counters.keys()].filter((key) => key.includes('blocked'))).toEqual([])
+        expect(await limiter.consume('blocked')).toMatchObject({ allowed: true, remaining: 1 })
+        expect(await limiter.consume('blocked')).toMatchObject({ allowed: true, remaining: 0 })
+        expect((await limiter.consume('blocked')).allowed).toBe(false)
+        expect((await limiter.consume('other')).allowed).toBe(false)
+      },
+    )
+  })
+
+  it('resets a long id by its hash, as decisions hold it', async () => {
+    const { limiter } = setup(Store, { limit: 1 })
+    const id = 'token-'.repeat(100)
+    await limiter.consume(id)
+    expect((await limiter.consume(id)).allowed).toBe(false)
+    await limiter.resetKey(id)
+    expect((await limiter.consume(id)).allowed).toBe(true)
+  })
+})
+
+it('refuses resetKey on a store without remove, saying so', async () => {
+  const store = new MapStore(Date.now)
+  const limiter = createLimiter({
+    store: {
+      name: 'old',
+      update: store.update.bind(store),
+      ping: () => Promise.resolve(),
+      close: () => Promise.resolve(),
+    },
+  })
+  await expect(limiter.resetKey('a')).rejects.toMatchObject({
+    name: 'StoreError',
+    code: 'ERR_SLIDELIMIT_STORE_UNSUPPORTED',
+    message: expect.stringContaining('no remove operation') as unknown,
+  })
+})

@@ -23,7 +23,7 @@
 
 import { hash } from 'node:crypto'
 import { LIMITER_BRAND } from './brand.js'
-import { ConfigError, asStoreError } from './errors.js'
+import { ConfigError, asStoreError, unsupported } from './errors.js'
 import type { SlotIncrement, Store } from './store.js'
 
 /** Options of {@link createLimiter}. */
@@ -363,6 +363,46 @@ export class SlidingWindowLimiter {
       rollback.push({ slot: coarseSlot(Math.floor(b / this.groupSize)), amount: -1 })
     }
     await this.#update(this.prefix + decision.id, rollback, NO_READS, () => undefined)
+  }
+
+  /**
+   * Forgets everything counted for `id`: removes its counters from the store (every fine and
+   * coarse counter that can be in the window of any process within the grace of this clock),
+   * so that every limiter sharing the store and this prefix sees it as new; see
+   * {@link LimiterOptions.cacheSize} for when other processes' decisions notice. Rejects with a
+   * StoreError when the store fails, or has no `remove` (code
+   * `ERR_SLIDELIMIT_STORE_UNSUPPORTED`).
+   */
+  async resetKey(id: string): Promise<void> {
+    const store = this.store
+    if (typeof store.remove !== 'function') {
+      throw unsupported(store.name, 'remove')
+    }
+    const held = id.length > LONGEST_ID ? hashId(id) : id
+    const t = this.#now()
+    const skew = Math.ceil(this.graceMs / this.#bucketMs)
+    const b = Math.floor(t / this.#bucketMs)
+    const from = Math.max(b - this.buckets + 1 - skew, 0)
+    const to = b + skew
+    const slots: number[] = []
+    for (let j = from; j <= to; j++) {
+      slots.push(j)
+    }
+    const g = this.groupSize
+    if (g !== 0) {
+      for (let group = Math.floor(from / g); group <= Math.floor(to / g); group++) {
+        slots.push(coarseSlot(group))
+      }
+    }
+    this.#cache.delete(held)
+    try {
+      await store.remove(this.prefix + held, slots)
+    } catch (error) {
+      throw asStoreError(store.name, error)
+    } finally {
+      // A decision made meanwhile may have cached counts read before the removal.
+      this.#cache.delete(held)
+    }
   }
 
   /**

@@ -101,6 +101,17 @@ export class MapStore implements Store {
     return out
   }
 
+  remove(key: string, slots: readonly number[]): Promise<void> {
+    if (this.closed) {
+      return Promise.reject(new StoreError(this.name, 'closed'))
+    }
+    this.calls++
+    for (const slot of slots) {
+      this.counters.delete(`${key}|${slot}`)
+    }
+    return Promise.resolve()
+  }
+
   ping(): Promise<void> {
     return Promise.resolve()
   }

@@ -50,6 +50,17 @@ export interface Store {
   ): number[]
 
   /**
+   * Optional: removes the counters `slots` of `key` (a store may remove every counter of `key`)
+   * in one round trip, so that every limiter sharing the store sees the key as new. Resolves once
+   * they are gone, a missing counter being gone already; rejects with a `StoreError` when the
+   * store cannot answer. With {@link shards}, the counters are on the key's shard. A limiter's
+   * `resetKey` needs it, and rejects with a `StoreError` of code
+   * `ERR_SLIDELIMIT_STORE_UNSUPPORTED` on a store without it (optional, so that stores written
+   * before it keep working for everything else).
+   */
+  remove?(key: string, slots: readonly number[]): Promise<void>
+
+  /**
    * Optional: a number that changes whenever the counters the store answers from for `key`
    * change as a whole: a failover to another store and back, or one call for the key answered
    * elsewhere because its data was unusable. Limiters drop the counter values they cached for

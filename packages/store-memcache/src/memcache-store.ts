@@ -280,6 +280,49 @@ export class MemcacheStore implements Store {
     })
   }
 
+  /**
+   * Removes the counters `slots` of `key`: one batch of quiet deletes on the key's server, in
+   * one round trip within the deadline (memcached answers a quiet delete only when it fails; a
+   * counter that is missing is gone already).
+   */
+  remove(key: string, slots: readonly number[]): Promise<void> {
+    if (this.#closed) {
+      return Promise.reject(new StoreError(this.name, 'the store is closed'))
+    }
+    if (slots.length === 0) {
+      return Promise.resolve()
+    }
+    const { base, connection } = this.#placementOf(key)
+    const id = this.#nextId()
+    const batch = encodeBatch(
+      id,
+      slots.map((slot) => ({ opcode: Opcode.deleteq, key: base + String(slot) })),
+    )
+    return new Promise<void>((resolve, reject) => {
+      let failure: StoreError | undefined
+      connection.send(id, batch, {
+        onReply: ({ header: { opcode, status } }) => {
+          if (opcode === Opcode.noop) {
+            if (failure === undefined) {
+              resolve()
+            } else {
+              reject(failure)
+            }
+            return true
+          }
+          if (opcode !== Opcode.deleteq || status !== Status.keyNotFound) {
+            failure ??= new StoreError(
+              this.name,
+              `${connection.server} failed to remove a counter of ${base} (opcode ${opcode}, status ${status})`,
+            )
+          }
+          return false
+        },
+        onFail: reject,
+      })
+    })
+  }
+
   /** Resolves when every server (only `server`, when given) answers a no-op within the deadline. */
   async ping(server?: string): Promise<void> {
     if (this.#closed) {

@@ -165,6 +165,15 @@ export class MemoryStore implements Store {
     return out
   }
 
+  /** Removes every counter of `key` (whichever `slots` are asked for): its record goes. */
+  remove(key: string, _slots: readonly number[]): Promise<void> {
+    if (this.#closed) {
+      return Promise.reject(new StoreError(this.name, 'the store is closed'))
+    }
+    this.#records.delete(key)
+    return Promise.resolve()
+  }
+
   /**
    * One step of the sweep: examines up to `sweepChunk` records and drops the expired ones.
    * Returns the number of records dropped.

@@ -174,6 +174,46 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
       expect(await update(key, [], [1], 2)).toEqual([0])
     })
 
+    it('removes the counters of a key, and only those', async (context) => {
+      const remove = removeOf(store, context)
+      const key = freshKey('remove')
+      const other = freshKey('remove-other')
+      await update(
+        key,
+        [
+          { slot: 1, amount: 2 },
+          { slot: 2, amount: 3 },
+          { slot: -1, amount: 5 },
+        ],
+        [],
+        60,
+      )
+      await update(other, [{ slot: 1, amount: 7 }], [], 60)
+      await remove(key, [1, 2, -1, 3, -2])
+      expect(await update(key, [], [1, 2, -1], 60)).toEqual([0, 0, 0])
+      expect(await update(other, [], [1], 60)).toEqual([7])
+      // A removed counter starts again at 0, with a new time to live.
+      expect(await update(key, [{ slot: 1, amount: 1 }], [], 60)).toEqual([1])
+    })
+
+    it('removes a key that holds nothing, and many slots in one call', async (context) => {
+      const remove = removeOf(store, context)
+      const key = freshKey('remove-many')
+      await remove(key, [])
+      await remove(key, [5])
+      const slots = Array.from({ length: 4100 }, (_, i) => i - 100)
+      await update(key, [{ slot: 3999, amount: 1 }], [], 60)
+      await remove(key, slots)
+      expect(await update(key, [], [3999, -100], 60)).toEqual([0, 0])
+    })
+
+    it('refuses a remove after close with a StoreError', async (context) => {
+      removeOf(store, context)
+      const other = await harness.create()
+      await other.close()
+      await expect(other.remove?.(freshKey('closed'), [1])).rejects.toBeInstanceOf(StoreError)
+    })
+
     it('answers a ping', async () => {
       await expect(store.ping()).resolves.toBeUndefined()
     })
@@ -222,6 +262,18 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
       await expect(entryPoint(other, entry)(key, [], [1], 60)).rejects.toBeInstanceOf(StoreError)
     })
   })
+}
+
+/** The store's `remove`; a store without it (optional in the contract) skips the test. */
+function removeOf(
+  store: Store,
+  context: { skip: () => never },
+): (key: string, slots: readonly number[]) => Promise<void> {
+  const remove = store.remove?.bind(store)
+  if (remove === undefined) {
+    return context.skip()
+  }
+  return remove
 }
 
 /** A store's `update`, or its `updateSync` as a promise (a synchronous throw rejects). */
