@@ -209,6 +209,51 @@ describe('several policies', () => {
     ])
   })
 
+  it('answers several denying policies with the longest wait in Retry-After', async () => {
+    for (const order of [
+      ['short', 'long'],
+      ['long', 'short'],
+    ]) {
+      const { now, advance } = clock()
+      const store = new MemoryStore({ now, sweepIntervalMs: 0 })
+      const windows: Record<string, number> = { short: 10, long: 60 }
+      const app = new Hono()
+      app.get(
+        '/',
+        rateLimiter({
+          policies: order.map((name) => ({
+            name,
+            limiter: createLimiter({
+              store,
+              now,
+              limit: 1,
+              windowSeconds: windows[name] as number,
+              prefix: `${name}:`,
+            }),
+          })),
+          keyGenerator: () => 'k',
+          handler: (c, info) => c.json(info, 429),
+        }).wrap((c) => c.text('ok')),
+      )
+      expect((await app.request('/')).status).toBe(200)
+      advance(2000)
+      const denied = await app.request('/')
+      expect(denied.status).toBe(429)
+      // Both deny: the short one frees up in 8 s, the long one in 58 s.
+      expect(denied.headers.get('Retry-After'), order.join()).toBe('58')
+      const info = (await denied.json()) as {
+        policy: string
+        retryAfterSeconds: number
+        policies: { policy: string; allowed: boolean; retryAfterSeconds: number }[]
+      }
+      expect([info.policy, info.retryAfterSeconds]).toEqual(['long', 58])
+      expect(info.policies.map((p) => [p.policy, p.allowed, p.retryAfterSeconds])).toEqual(
+        order.map((name) => [name, false, name === 'long' ? 58 : 8]),
+      )
+      await store.close()
+    }
+  })
+
   it('builds limiters on the store that never share counters', async () => {
     const store = new MemoryStore({ sweepIntervalMs: 0 })
     const app = new Hono()
