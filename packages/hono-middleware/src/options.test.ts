@@ -227,7 +227,7 @@ describe('several policies', () => {
               store,
               now,
               limit: 1,
-              windowSeconds: windows[name] as number,
+              windowSeconds: windows[name],
               prefix: `${name}:`,
             }),
           })),
