@@ -153,3 +153,58 @@ it('refuses resetKey on a store without remove, saying so', async () => {
     message: expect.stringContaining('no remove operation') as unknown,
   })
 })
+
+describe.each(STORES)('peek on %s', (_, Store) => {
+  describe.each(WINDOWS)('a %i s window', (windowSeconds) => {
+    it.each([true, false])(
+      'tells what the next request would be told, counting nothing (cached: %s)',
+      async (cached) => {
+        const { limiter, store, at } = setup(Store, { limit: 3, windowSeconds, cached })
+        expect(await limiter.peek('client')).toMatchObject({
+          allowed: true,
+          remaining: 3,
+          retryAfterSeconds: 0,
+          bucket: -1,
+        })
+        // Requests at 0 s, at 70 s (after a coarse group of the hour settled) and at 71 s.
+        const times = windowSeconds > 64 ? [0, 70_000, 71_000] : [0, 20_000, 21_000]
+        for (const [i, ms] of times.entries()) {
+          at(ms)
+          await limiter.consume('client')
+          const counters = JSON.stringify([...store.counters])
+          const peeked = await limiter.peek('client')
+          expect(JSON.stringify([...store.counters])).toBe(counters)
+          expect(peeked).toMatchObject({ allowed: i < 2, remaining: 2 - i, limit: 3 })
+        }
+        // Denied: the first request leaves the window at windowSeconds.
+        const last = times[2] as number
+        const wait = windowSeconds - last / 1000
+        expect(await limiter.peek('client')).toMatchObject({
+          allowed: false,
+          remaining: 0,
+          retryAfterSeconds: wait,
+          resetSeconds: wait,
+        })
+        expect(await limiter.consume('client')).toMatchObject({
+          allowed: false,
+          retryAfterSeconds: wait,
+        })
+        // Under a higher limit one more would pass.
+        expect(await limiter.peek('client', { limit: 4 })).toMatchObject({
+          allowed: true,
+          remaining: 1,
+        })
+        // Under lower limits, more must leave; in the hour they are in the current coarse
+        // group, whose fine counters are read to say when exactly.
+        expect(await limiter.peek('client', { limit: 2 })).toMatchObject({
+          allowed: false,
+          retryAfterSeconds: windowSeconds - 1,
+        })
+        expect(await limiter.peek('client', { limit: 1 })).toMatchObject({
+          allowed: false,
+          retryAfterSeconds: windowSeconds,
+        })
+      },
+    )
+  })
+})

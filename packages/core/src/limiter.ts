@@ -164,6 +164,13 @@ interface Entry {
   seen: number
 }
 
+/** Counted units oldest first: the buckets each covers and its count. */
+interface Units {
+  readonly from: number[]
+  readonly to: number[]
+  readonly count: number[]
+}
+
 /** One decision's reads and where their values go. */
 interface Plan {
   readonly id: string
@@ -278,6 +285,21 @@ export class SlidingWindowLimiter {
    */
   async consume(id: string, options?: DecideOptions): Promise<Decision> {
     return this.decide(id, options)
+  }
+
+  /**
+   * What a request from `id` would be told now, counting nothing: `allowed` says whether one more
+   * request would be admitted, `remaining` how many would be (the limit minus those counted),
+   * `retryAfterSeconds` and `resetSeconds` as for a decision, and `bucket` is `-1`. Rejects with
+   * the store's error when the store fails, and with a ConfigError for a bad `options.limit`.
+   */
+  async peek(id: string, options?: DecideOptions): Promise<Decision> {
+    const limit = options?.limit === undefined ? this.limit : wholeNumber('limit', options.limit, 1)
+    const plan = this.#plan(id.length > LONGEST_ID ? hashId(id) : id, this.#now(), limit, true)
+    if (!('reads' in plan)) {
+      return plan
+    }
+    return this.#update(plan.key, [], plan.reads, (values) => this.#peeked(plan, values))
   }
 
   /**
@@ -432,7 +454,7 @@ export class SlidingWindowLimiter {
   }
 
   /** Finds the cached entry (or makes one) and lists what the store must do. */
-  #plan(id: string, t: number, limit: number): Plan | Decision {
+  #plan(id: string, t: number, limit: number, peek = false): Plan | Decision {
     const n = this.buckets
     const g = this.groupSize
     const bucketMs = this.#bucketMs
@@ -454,10 +476,13 @@ export class SlidingWindowLimiter {
         const wait = Math.max(1, Math.ceil((entry.deniedUntil - t) / 1000))
         return this.#denied(id, wait, limit)
       }
-      entry.deniedUntil = 0
+      if (!peek) {
+        entry.deniedUntil = 0
+      }
     }
     const changingEnd = g === 0 ? b - 1 : current * g - 1
     if (
+      !peek &&
       entry !== undefined &&
       this.store.updateSync !== undefined &&
       Math.max(entry.settledTo + 1, lo) > settledTo &&
@@ -467,8 +492,9 @@ export class SlidingWindowLimiter {
       return this.#decideCached(id, t, b, current, entry, limit)
     }
 
-    const increments: SlotIncrement[] =
-      g === 0
+    const increments: SlotIncrement[] = peek
+      ? []
+      : g === 0
         ? [{ slot: b, amount: 1 }]
         : [
             { slot: b, amount: 1 },
@@ -502,6 +528,12 @@ export class SlidingWindowLimiter {
     this.#pushRange(reads, readFrom, readTo, from, settledTo, lo)
     const settle = reads.length - expand
     this.#pushRange(reads, readFrom, readTo, Math.max(settledTo + 1, lo), changingEnd, lo)
+    if (peek) {
+      // No increment brings the current group's (or bucket's) value back: read it.
+      reads.push(g === 0 ? b : coarseSlot(current))
+      readFrom.push(g === 0 ? b : current * g)
+      readTo.push(g === 0 ? b : current * g + g - 1)
+    }
     return {
       id,
       limit,
@@ -784,69 +816,20 @@ export class SlidingWindowLimiter {
    * group's fine counters (in the rollback's round trip) when the wait ends inside one.
    */
   #deny(plan: Plan, values: number[], sum: number): Decision | Promise<Decision> {
-    const { increments, reads, readFrom, readTo, b, lo, t, expand, units } = plan
+    const { increments, b, t } = plan
     const g = this.groupSize
     const first = increments.length
-    // Units oldest first, as the plan counted them: the expanded edge, the cached units, the
-    // other reads, then the current group (or bucket) without our own request.
-    const unitFrom: number[] = []
-    const unitTo: number[] = []
-    const unitCount: number[] = []
-    for (let i = 0; i < expand; i++) {
-      unitFrom.push(readFrom[i] as number)
-      unitTo.push(readTo[i] as number)
-      unitCount.push(values[first + i] ?? 0)
-    }
-    for (let h = expand > 0 ? plan.head + 3 : plan.head; h < units.length; h += 3) {
-      unitFrom.push(units[h] as number)
-      unitTo.push(units[h + 1] as number)
-      unitCount.push(units[h + 2] as number)
-    }
-    for (let i = expand; i < reads.length; i++) {
-      unitFrom.push(readFrom[i] as number)
-      unitTo.push(readTo[i] as number)
-      unitCount.push(values[first + i] ?? 0)
-    }
+    // Units oldest first, as the plan counted them, then the current group (or bucket) without
+    // our own request.
+    const units = this.#unitsOf(plan, values)
     const current = g === 0 ? b : Math.floor(b / g)
-    unitFrom.push(g === 0 ? b : current * g)
-    unitTo.push(g === 0 ? b : current * g + g - 1)
-    unitCount.push((values[first - 1] ?? 0) - 1)
-
-    const deficit = sum - plan.limit
-    let cumulative = 0
-    let leave = b
-    let detail = -1
-    for (let u = 0; u < unitCount.length; u++) {
-      const count = unitCount[u] as number
-      if (cumulative + count >= deficit) {
-        if (unitFrom[u] === unitTo[u]) {
-          leave = unitFrom[u] as number
-        } else {
-          detail = u
-        }
-        break
-      }
-      cumulative += count
-    }
-
+    units.from.push(g === 0 ? b : current * g)
+    units.to.push(g === 0 ? b : current * g + g - 1)
+    units.count.push((values[first - 1] ?? 0) - 1)
+    const wait = this.#findLeave(plan, units, sum - plan.limit)
     const rollback = increments.map(({ slot }) => ({ slot, amount: -1 }))
-    const detailFrom = detail < 0 ? 0 : Math.max(unitFrom[detail] as number, lo)
-    const detailTo = detail < 0 ? -1 : Math.min(unitTo[detail] as number, b)
-    const detailReads: number[] = []
-    for (let j = detailFrom; j <= detailTo; j++) {
-      detailReads.push(j)
-    }
     const finish = (after: number[]): Decision => {
-      if (detail >= 0) {
-        leave = detailTo
-        for (let j = detailFrom; j <= detailTo; j++) {
-          cumulative += after[rollback.length + j - detailFrom] ?? 0
-          if (cumulative >= deficit) {
-            leave = j
-            break
-          }
-        }
-      }
+      const leave = wait.leaveAfter(after, rollback.length)
       const deniedUntil = (leave + this.buckets) * this.#bucketMs
       const entry = plan.entry
       if (entry !== undefined && this.#cache.get(plan.id) === entry) {
@@ -856,9 +839,127 @@ export class SlidingWindowLimiter {
       return this.#denied(plan.id, Math.max(1, Math.ceil((deniedUntil - t) / 1000)), plan.limit)
     }
     if (this.store.updateSync !== undefined) {
-      return finish(this.#updateSync(plan.key, rollback, detailReads))
+      return finish(this.#updateSync(plan.key, rollback, wait.reads))
     }
-    return this.#update(plan.key, rollback, detailReads, finish)
+    return this.#update(plan.key, rollback, wait.reads, finish)
+  }
+
+  /** The units a plan counted, oldest first: the expanded edge, the cached units, the reads. */
+  #unitsOf(plan: Plan, values: number[]): Units {
+    const { reads, readFrom, readTo, expand, units } = plan
+    const first = plan.increments.length
+    const from: number[] = []
+    const to: number[] = []
+    const count: number[] = []
+    for (let i = 0; i < expand; i++) {
+      from.push(readFrom[i] as number)
+      to.push(readTo[i] as number)
+      count.push(values[first + i] ?? 0)
+    }
+    for (let h = expand > 0 ? plan.head + 3 : plan.head; h < units.length; h += 3) {
+      from.push(units[h] as number)
+      to.push(units[h + 1] as number)
+      count.push(units[h + 2] as number)
+    }
+    for (let i = expand; i < reads.length; i++) {
+      from.push(readFrom[i] as number)
+      to.push(readTo[i] as number)
+      count.push(values[first + i] ?? 0)
+    }
+    return { from, to, count }
+  }
+
+  /**
+   * The bucket whose leaving the window frees one more request: once `deficit` of the counted
+   * requests have left. When that happens inside a coarse group, its fine counters must be
+   * read (`reads`), and `leaveAfter` takes their values (from index `at` of a reply).
+   */
+  #findLeave(
+    plan: Plan,
+    units: Units,
+    deficit: number,
+  ): { reads: number[]; leaveAfter: (after: number[], at: number) => number } {
+    const { b, lo } = plan
+    let cumulative = 0
+    let leave = b
+    let detail = -1
+    for (let u = 0; u < units.count.length; u++) {
+      const count = units.count[u] as number
+      if (cumulative + count >= deficit) {
+        if (units.from[u] === units.to[u]) {
+          leave = units.from[u] as number
+        } else {
+          detail = u
+        }
+        break
+      }
+      cumulative += count
+    }
+    const detailFrom = detail < 0 ? 0 : Math.max(units.from[detail] as number, lo)
+    const detailTo = detail < 0 ? -1 : Math.min(units.to[detail] as number, b)
+    const reads: number[] = []
+    for (let j = detailFrom; j <= detailTo; j++) {
+      reads.push(j)
+    }
+    return {
+      reads,
+      leaveAfter: (after, at) => {
+        if (detail < 0) {
+          return leave
+        }
+        for (let j = detailFrom; j <= detailTo; j++) {
+          cumulative += after[at + j - detailFrom] ?? 0
+          if (cumulative >= deficit) {
+            return j
+          }
+        }
+        return detailTo
+      },
+    }
+  }
+
+  /**
+   * Answers a read-only plan: whether one more request would be admitted now, the requests left
+   * (`limit` minus those counted), and when more quota frees up.
+   */
+  async #peeked(plan: Plan, values: number[]): Promise<Decision> {
+    const { entry, b, t, limit, id } = plan
+    if (
+      entry !== undefined &&
+      (plan.expand > 0 || plan.settle > 0) &&
+      entry.version === plan.version &&
+      entry.epoch === this.store.epochOf?.(entry.key)
+    ) {
+      this.#cacheReads(entry, plan, values)
+    }
+    const units = this.#unitsOf(plan, values)
+    let sum = 0
+    let oldest = -1
+    for (let u = 0; u < units.count.length; u++) {
+      const count = units.count[u] as number
+      sum += count
+      if (oldest < 0 && count > 0) {
+        oldest = units.to[u] as number
+      }
+    }
+    if (sum < limit) {
+      return {
+        allowed: true,
+        limit,
+        windowSeconds: this.windowSeconds,
+        remaining: limit - sum,
+        retryAfterSeconds: 0,
+        resetSeconds: this.#secondsUntil(oldest < 0 ? b : oldest, t),
+        id,
+        bucket: -1,
+      }
+    }
+    const wait = this.#findLeave(plan, units, sum - limit + 1)
+    const after =
+      wait.reads.length === 0
+        ? NO_READS
+        : await this.#update(plan.key, [], wait.reads, (detail) => detail)
+    return this.#denied(id, this.#secondsUntil(wait.leaveAfter(after as number[], 0), t), limit)
   }
 
   /** Whole seconds (at least 1) from `t` until bucket `bucket` has left the window. */
