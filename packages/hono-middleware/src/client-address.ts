@@ -9,8 +9,9 @@
 // they are keyed by their /56 network by default; an IPv4-mapped IPv6 address is its IPv4 one.
 // Addresses are parsed by ipaddr.js.
 
-import { ConfigError } from '@slidelimit/core'
+import { ConfigError, RateLimitError } from '@slidelimit/core'
 import type { Context } from 'hono'
+import type { ConnInfo } from 'hono/conninfo'
 import ipaddr from 'ipaddr.js'
 
 interface NodeBindings {
@@ -19,8 +20,18 @@ interface NodeBindings {
   server?: NodeBindings
 }
 
-/** The key used when no address can be found (every such request shares it). */
-export const UNKNOWN_CLIENT = 'unknown'
+/**
+ * Thrown for a request whose client address cannot be found (a runtime other than Node without
+ * `getConnInfo`): one shared key for all of them would limit the whole world as one client.
+ */
+export class ClientAddressError extends RateLimitError {
+  constructor() {
+    super(
+      'ERR_SLIDELIMIT_NO_CLIENT_ADDRESS',
+      "No client address for the default rate-limit key on this runtime. Pass getConnInfo (from 'hono/bun', 'hono/deno', 'hono/cloudflare-workers' or '@hono/node-server/conninfo') or a keyGenerator to rateLimiter().",
+    )
+  }
+}
 
 /**
  * Most characters of a forwarding header read, from the right: what lies further left is never
@@ -55,6 +66,15 @@ export interface ClientAddressOptions {
   ipv6Subnet?: number | false
   /** Receives, at debug level, why a forwarding header was ignored. Defaults to none. */
   logger?: DebugLogger
+  /**
+   * The runtime's connection info, Hono's `getConnInfo` helper of the runtime the app runs on:
+   * `import { getConnInfo } from 'hono/bun'` (or `'hono/deno'`, `'hono/cloudflare-workers'`,
+   * `'@hono/node-server/conninfo'`...). Its `remote.address` is the connection's address. Where
+   * neither it nor @hono/node-server's bindings give an address, the request fails with a
+   * ClientAddressError: it is never given a key shared with others. Defaults to reading
+   * @hono/node-server's bindings (`c.env.incoming`).
+   */
+  getConnInfo?: (c: Context) => ConnInfo
 }
 
 type Trust =
@@ -279,6 +299,7 @@ export function clientAddress({
   proxyHeader = 'x-forwarded-for',
   ipv6Subnet = 56,
   logger,
+  getConnInfo,
 }: ClientAddressOptions = {}): (c: Context) => string {
   const trust = parseTrust(trustProxy)
   const subnet = checkSubnet(ipv6Subnet)
@@ -288,6 +309,17 @@ export function clientAddress({
   if (logger !== undefined && typeof (logger as Partial<DebugLogger>).debug !== 'function') {
     throw new ConfigError('logger', logger, 'an object with a debug(message, fields) method')
   }
+  if (getConnInfo !== undefined && typeof getConnInfo !== 'function') {
+    throw new ConfigError('getConnInfo', getConnInfo, "a function such as hono/bun's getConnInfo")
+  }
+  /** The connection's address as the runtime gives it. */
+  const peerAddress =
+    getConnInfo === undefined
+      ? socketAddress
+      : (c: Context): string | undefined => {
+          const address = getConnInfo(c).remote.address
+          return address === undefined || address === '' ? undefined : normalizeAddress(address)
+        }
 
   /** The key of one address: IPv4 as is, IPv6 as its network. */
   const keyOf = (address: ipaddr.IPv4 | ipaddr.IPv6): string => {
@@ -300,9 +332,9 @@ export function clientAddress({
 
   /** The key of the connection's address. */
   const socketKey = (c: Context): string => {
-    const raw = socketAddress(c)
+    const raw = peerAddress(c)
     if (raw === undefined) {
-      return UNKNOWN_CLIENT
+      throw new ClientAddressError()
     }
     // Node gives IPv4 peers as dotted quads: no parsing needed on the common path.
     if (!raw.includes(':')) {
@@ -347,7 +379,7 @@ export function clientAddress({
         return index < trust.hops - 1
       })
     } else {
-      const socket = socketAddress(c)
+      const socket = peerAddress(c)
       const peer = socket === undefined ? undefined : parseAddress(withoutZone(socket))
       if (peer === undefined || !trusted(trust.ranges, peer)) {
         // The connection does not come from a trusted proxy: its header means nothing.

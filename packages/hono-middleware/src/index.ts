@@ -16,7 +16,7 @@ export {
   socketAddress,
   MAX_FORWARDED_ENTRIES,
   MAX_FORWARDED_LENGTH,
-  UNKNOWN_CLIENT,
+  ClientAddressError,
 } from './client-address.js'
 export type { ClientAddressOptions, DebugLogger } from './client-address.js'
 export {

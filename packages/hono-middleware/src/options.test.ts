@@ -5,8 +5,9 @@ import { ConfigError, createLimiter } from '@slidelimit/core'
 import { MemoryStore } from '@slidelimit/store-memory'
 import { Hono } from 'hono'
 import type { Context } from 'hono'
+import type { ConnInfo } from 'hono/conninfo'
 import { describe, expect, it } from 'vitest'
-import { clientAddress } from './client-address.js'
+import { ClientAddressError, clientAddress } from './client-address.js'
 import type { ClientAddressOptions } from './client-address.js'
 import { rateLimiter } from './rate-limiter.js'
 import type { RateLimiterOptions } from './rate-limiter.js'
@@ -415,6 +416,72 @@ describe('client identity (default key)', () => {
   })
 })
 
+describe('the default key outside Node', () => {
+  const appWith = (options: Partial<RateLimiterOptions>, mount: 'use' | 'wrap') => {
+    const store = new MemoryStore({ sweepIntervalMs: 0 })
+    const limit = rateLimiter({ store, limit: 1, ...options })
+    const app = new Hono()
+    const errors: unknown[] = []
+    app.onError((error, c) => {
+      errors.push(error)
+      return c.text(error.message, 500)
+    })
+    const route = (c: Context) => c.text(c.var.rateLimit.key)
+    if (mount === 'use') {
+      app.use(limit)
+      app.get('/', route)
+    } else {
+      app.get('/', limit.wrap(route))
+    }
+    return { app, errors }
+  }
+
+  it.each(['use', 'wrap'] as const)(
+    'fails clearly, never one shared key, with no socket and no getConnInfo (%s)',
+    async (mount) => {
+      const { app, errors } = appWith({}, mount)
+      // app.request() without env: no Node bindings, as on Bun, Deno or a worker.
+      const first = await app.request('/')
+      const second = await app.request('/')
+      expect([first.status, second.status]).toEqual([500, 500])
+      expect(errors[0]).toBeInstanceOf(ClientAddressError)
+      expect((errors[0] as ClientAddressError).code).toBe('ERR_SLIDELIMIT_NO_CLIENT_ADDRESS')
+      expect(await first.text()).toMatch(/getConnInfo .* or a keyGenerator/)
+    },
+  )
+
+  it.each(['use', 'wrap'] as const)(
+    "keys by the runtime's getConnInfo, as on Node (%s)",
+    async (mount) => {
+      const getConnInfo = (c: Context): ConnInfo => ({
+        remote: { address: c.req.header('x-test-peer') ?? '', addressType: undefined },
+      })
+      const { app, errors } = appWith({ getConnInfo }, mount)
+      const from = (peer: string, xff?: string) =>
+        app.request('/', {
+          headers: {
+            'x-test-peer': peer,
+            ...(xff === undefined ? {} : { 'x-forwarded-for': xff }),
+          },
+        })
+      const first = await from('2001:db8:abcd:12ff::1')
+      expect([first.status, await first.text()]).toEqual([200, '2001:db8:abcd:1200::/56'])
+      expect((await from('2001:db8:abcd:1201::9')).status).toBe(429)
+      expect(await (await from('::ffff:192.0.2.1', '6.6.6.6')).text()).toBe('192.0.2.1')
+      // No address from the runtime either: a clear failure.
+      expect((await from('')).status).toBe(500)
+      expect(errors).toHaveLength(1)
+    },
+  )
+
+  it('applies trusted proxies to the address getConnInfo gives', async () => {
+    const getConnInfo = (): ConnInfo => ({ remote: { address: '10.0.0.1', addressType: 'IPv4' } })
+    const { app } = appWith({ getConnInfo, trustProxy: ['10.0.0.0/8'] }, 'wrap')
+    const res = await app.request('/', { headers: { 'x-forwarded-for': '203.0.113.9, 10.0.0.2' } })
+    expect(await res.text()).toBe('203.0.113.9')
+  })
+})
+
 describe('ConfigError on unknown or contradictory options', () => {
   it('names the option', () => {
     const store = new MemoryStore({ sweepIntervalMs: 0 })
@@ -435,6 +502,8 @@ describe('ConfigError on unknown or contradictory options', () => {
       [{ store, ipv6Subnet: 0 }, /ipv6Subnet/],
       [{ store, proxyHeader: 'x-real-ip' }, /proxyHeader/],
       [{ store, logger: {} }, /logger/],
+      [{ store, getConnInfo: 'bun' }, /getConnInfo/],
+      [{ store, keyGenerator: byKey, getConnInfo: () => ({ remote: {} }) }, /getConnInfo/],
     ]
     for (const [options, message] of bad) {
       expect(() => rateLimiter(options as RateLimiterOptions), JSON.stringify(options)).toThrow(

@@ -94,8 +94,8 @@ export interface RateLimiterOptions<E extends Env = Env> extends ClientAddressOp
   policies?: readonly PolicyOptions[]
   /**
    * The requester key of a request: an API token, a user id, an address. Defaults to the client
-   * address (see `trustProxy`, `proxyHeader`, `ipv6Subnet`), or `"unknown"` where the runtime
-   * has none.
+   * address (see `trustProxy`, `proxyHeader`, `ipv6Subnet`, `getConnInfo`); where the runtime
+   * gives none, the request fails with a ClientAddressError rather than share one key.
    */
   keyGenerator?: (c: Context<E>) => string | Promise<string>
   /** The policy name in the header fields, with one policy. Defaults to `"default"`. */
@@ -169,6 +169,7 @@ const KNOWN_OPTIONS = new Set([
   'trustProxy',
   'proxyHeader',
   'ipv6Subnet',
+  'getConnInfo',
   'logger',
   'policyName',
   'headers',
@@ -351,6 +352,7 @@ export function rateLimiter<E extends Env = Env>(
     trustProxy,
     proxyHeader,
     ipv6Subnet,
+    getConnInfo,
     logger,
     headers,
     skip,
@@ -363,7 +365,12 @@ export function rateLimiter<E extends Env = Env>(
     if (typeof givenKey !== 'function') {
       reject('keyGenerator', givenKey, 'a function of the context')
     }
-    for (const [option, value] of Object.entries({ trustProxy, proxyHeader, ipv6Subnet })) {
+    for (const [option, value] of Object.entries({
+      trustProxy,
+      proxyHeader,
+      ipv6Subnet,
+      getConnInfo,
+    })) {
       if (value !== undefined) {
         reject(option, value, 'nothing with keyGenerator (it shapes the default key only)')
       }
@@ -375,6 +382,7 @@ export function rateLimiter<E extends Env = Env>(
       ...(trustProxy !== undefined && { trustProxy }),
       ...(proxyHeader !== undefined && { proxyHeader }),
       ...(ipv6Subnet !== undefined && { ipv6Subnet }),
+      ...(getConnInfo !== undefined && { getConnInfo }),
       ...(logger !== undefined && { logger }),
     }) as (c: Context<E>) => string)
   for (const [option, value] of Object.entries({ handler, unavailableHandler, skip, refund })) {
