@@ -208,3 +208,62 @@ describe.each(STORES)('peek on %s', (_, Store) => {
     )
   })
 })
+
+describe.each(STORES)('two processes sharing %s', (_, Store) => {
+  /** Two cached limiters (as two processes) on one store, with one clock. */
+  function twoProcesses(windowSeconds: number) {
+    let t = T0
+    const now = (): number => t
+    const store = new Store(now)
+    const options = { store, now, limit: 2, windowSeconds }
+    return {
+      one: createLimiter(options),
+      two: createLimiter(options),
+      at: (ms: number) => {
+        t = T0 + ms
+      },
+    }
+  }
+
+  describe.each(WINDOWS)('a %i s window', (windowSeconds) => {
+    const gap = windowSeconds > 64 ? 65_000 : 5000
+
+    it('a reset in one reaches the denials the other remembers within 5 s', async () => {
+      const { one, two, at } = twoProcesses(windowSeconds)
+      await two.consume('client')
+      at(gap)
+      await two.consume('client')
+      expect((await two.consume('client')).allowed).toBe(false)
+      at(gap + 1000)
+      await one.resetKey('client')
+      at(gap + 6000)
+      expect(await two.consume('client')).toMatchObject({ allowed: true, remaining: 1 })
+    })
+
+    it.each([6000, 30_000])(
+      'a refund of a settled request in one reaches the other within 5 s (its counts cached %i ms before)',
+      async (cachedFor) => {
+        const { one, two, at } = twoProcesses(windowSeconds)
+        const a = await one.consume('client')
+        at(gap)
+        // The other caches A's settled count with this decision.
+        expect(await two.consume('client')).toMatchObject({ allowed: true, remaining: 0 })
+        await one.refund(a)
+        at(gap + cachedFor)
+        expect(await two.consume('client')).toMatchObject({ allowed: true, remaining: 0 })
+        expect((await two.consume('client')).allowed).toBe(false)
+      },
+    )
+  })
+
+  it('a refund in one shows in the remaining count of the other within 60 s', async () => {
+    const { one, two, at } = twoProcesses(3600)
+    const limit = { limit: 10 }
+    const a = await one.consume('client', limit)
+    at(65_000)
+    expect(await two.consume('client', limit)).toMatchObject({ remaining: 8 })
+    await one.refund(a)
+    at(125_000)
+    expect(await two.consume('client', limit)).toMatchObject({ remaining: 8 })
+  })
+})

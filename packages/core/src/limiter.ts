@@ -55,8 +55,17 @@ export interface LimiterOptions {
   /**
    * Requesters whose settled counters and denials this limiter keeps in memory; the least
    * recently seen are dropped first, and requesters idle for a whole window are dropped as
-   * others arrive. `0` turns the cache off: every decision reads its whole window. Defaults to
-   * `100000`.
+   * others arrive. `0` turns the cache off: every decision reads its whole window.
+   *
+   * Other processes sharing the store may reset a requester or refund its settled requests.
+   * Cached counts can then only be too high, so only denials can be wrong, and they are bounded:
+   * a denial is decided on cached counts read at most 5 s before (older ones are read again
+   * first) and remembered until its retry time but at most 5 s after those counts were read,
+   * so a reset or refund elsewhere reaches this limiter's decisions within 5 s. Cached counts
+   * are also read again every 60 s, which bounds how long `remaining` on admitted decisions
+   * lags. The cost: an active requester's whole window is read once a minute (119 counters for
+   * an hour of one-second buckets); a requester that keeps asking while blocked costs one such
+   * read every 5 s instead of no store traffic until its retry time. Defaults to `100000`.
    */
   cacheSize?: number
 }
@@ -110,6 +119,14 @@ const SWEEP_PER_INSERT = 2
 /** An entry moves to the young end of the cache at most this often. */
 const TOUCH_EVERY_MS = 1000
 const NO_UNITS: readonly number[] = []
+/**
+ * Other processes' resets and refunds reach decisions within this: a denial is decided only on
+ * cached counts read at most this long before (older ones are read again first), and is
+ * remembered at most this long after those counts were read.
+ */
+const RECHECK_MS = 5000
+/** Cached settled counts are read again from the store after this. */
+const REREAD_MS = 60_000
 /** Ids longer than this are replaced by their SHA-256 (then `Decision.id` is that hash). */
 const LONGEST_ID = 128
 
@@ -160,6 +177,10 @@ interface Entry {
   deniedUntil: number
   /** The limit the remembered denial was decided under; only that limit reuses it. */
   deniedLimit: number
+  /** Milliseconds after which a remembered denial is checked against the store again. */
+  recheckAt: number
+  /** When the cached units were last read from nothing (the oldest data they hold). */
+  readAt: number
   /** When the requester was last seen, in milliseconds. */
   seen: number
 }
@@ -175,6 +196,8 @@ interface Units {
 interface Plan {
   readonly id: string
   readonly limit: number
+  /** The entry's `readAt` when the plan was made. */
+  readonly readAt: number
   readonly t: number
   readonly b: number
   readonly lo: number
@@ -313,6 +336,11 @@ export class SlidingWindowLimiter {
     const t = this.#now()
     // A long id (a token, a hostile header) is held by its hash, never kept whole in memory.
     const plan = this.#plan(id.length > LONGEST_ID ? hashId(id) : id, t, limit)
+    return this.#run(plan)
+  }
+
+  /** Sends a decision's plan to the store and decides on the reply. */
+  #run(plan: Plan | Decision): Decision | Promise<Decision> {
     if (!('reads' in plan)) {
       return plan
     }
@@ -471,12 +499,16 @@ export class SlidingWindowLimiter {
     // A denial is remembered under its limit: a raised limit must not be denied from memory,
     // and a lowered one has a later retry time than the one remembered.
     // Forgotten when not reused: what this decision admits makes it wrong for the old limit too.
+    // Checked again after RECHECK_MS, on a fresh read: a reset elsewhere may have ended it.
     if (entry !== undefined && entry.deniedUntil > t) {
-      if (entry.deniedLimit === limit) {
+      if (entry.deniedLimit === limit && t < entry.recheckAt) {
         const wait = Math.max(1, Math.ceil((entry.deniedUntil - t) / 1000))
         return this.#denied(id, wait, limit)
       }
       if (!peek) {
+        if (t >= entry.recheckAt) {
+          this.#forgetUnits(entry, t)
+        }
         entry.deniedUntil = 0
       }
     }
@@ -537,6 +569,7 @@ export class SlidingWindowLimiter {
     return {
       id,
       limit,
+      readAt: entry?.readAt ?? t,
       t,
       b,
       lo,
@@ -579,6 +612,7 @@ export class SlidingWindowLimiter {
       const plan: Plan = {
         id,
         limit,
+        readAt: entry.readAt,
         t,
         b,
         lo: entry.lo,
@@ -678,12 +712,18 @@ export class SlidingWindowLimiter {
         version: 0,
         deniedUntil: 0,
         deniedLimit: 0,
+        recheckAt: 0,
+        readAt: t,
         seen: t,
       }
       this.#sweep(t)
       cache.set(id, entry)
     }
     entry.seen = t
+    if (t - entry.readAt >= REREAD_MS) {
+      // Settled counts may have fallen since (a reset or refund in another process).
+      this.#forgetUnits(entry, t)
+    }
     if (lo > entry.lo) {
       // Drop the units that have left the window.
       const units = entry.units
@@ -706,6 +746,16 @@ export class SlidingWindowLimiter {
       entry.lo = lo
     }
     return entry
+  }
+
+  /** Drops the cached units of an entry: the next decision reads its whole window again. */
+  #forgetUnits(entry: Entry, t: number): void {
+    entry.units = NO_UNITS
+    entry.head = 0
+    entry.sum = 0
+    entry.settledTo = entry.lo - 1
+    entry.readAt = t
+    entry.version++
   }
 
   /** Drops requesters idle for a whole window, and the oldest when the cache is full. */
@@ -816,7 +866,27 @@ export class SlidingWindowLimiter {
    * group's fine counters (in the rollback's round trip) when the wait ends inside one.
    */
   #deny(plan: Plan, values: number[], sum: number): Decision | Promise<Decision> {
-    const { increments, b, t } = plan
+    const { increments, b, t, entry } = plan
+    if (
+      entry !== undefined &&
+      plan.cachedSum > 0 &&
+      t - plan.readAt >= RECHECK_MS &&
+      this.#cache.get(plan.id) === entry
+    ) {
+      // Cached counts this old may miss a reset or refund made elsewhere: take our increment
+      // back and decide again on a fresh read of the window.
+      if (entry.readAt === plan.readAt) {
+        this.#forgetUnits(entry, t)
+      }
+      const back = increments.map(({ slot }) => ({ slot, amount: -1 }))
+      const again = (): Decision | Promise<Decision> =>
+        this.#run(this.#plan(plan.id, t, plan.limit))
+      if (this.store.updateSync !== undefined) {
+        this.#updateSync(plan.key, back, NO_READS)
+        return again()
+      }
+      return this.#update(plan.key, back, NO_READS, again)
+    }
     const g = this.groupSize
     const first = increments.length
     // Units oldest first, as the plan counted them, then the current group (or bucket) without
@@ -831,10 +901,11 @@ export class SlidingWindowLimiter {
     const finish = (after: number[]): Decision => {
       const leave = wait.leaveAfter(after, rollback.length)
       const deniedUntil = (leave + this.buckets) * this.#bucketMs
-      const entry = plan.entry
       if (entry !== undefined && this.#cache.get(plan.id) === entry) {
         entry.deniedUntil = deniedUntil
         entry.deniedLimit = plan.limit
+        // Cached counts in the plan were read at readAt; the rest now.
+        entry.recheckAt = (plan.cachedSum > 0 ? plan.readAt : t) + RECHECK_MS
       }
       return this.#denied(plan.id, Math.max(1, Math.ceil((deniedUntil - t) / 1000)), plan.limit)
     }
