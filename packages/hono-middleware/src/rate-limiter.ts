@@ -13,6 +13,7 @@
 import { ConfigError, createLimiter } from '@slidelimit/core'
 import type { Decision, Store, StoreError } from '@slidelimit/core'
 import type { Context, Env, MiddlewareHandler, Next } from 'hono'
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { isLimiter, isStoreError } from './brands.js'
 import type { Limiter } from './brands.js'
 import { clientAddress } from './client-address.js'
@@ -80,8 +81,14 @@ export interface RateLimiterOptions<E extends Env = Env> extends ClientAddressOp
   limiter?: Limiter
   /** The store to build limiters on, when `limiter` is not given. */
   store?: Store
-  /** Requests admitted per window, with `store`. Defaults to `100`. */
-  limit?: number
+  /**
+   * Requests admitted per window, with `store`; or a function of the request that gives the
+   * limit for it (API tiers, per-route budgets), with `store` or `limiter`:
+   * `(c) => (c.var.user?.plan === 'pro' ? 1000 : 100)`. The counters do not depend on the limit,
+   * so a request's limit can change from one request to the next and the window stays exact;
+   * the headers show the limit that applied. Defaults to `100` (or the limiter's own limit).
+   */
+  limit?: number | ((c: Context<E>) => number | Promise<number>)
   /** The rolling window in seconds, with `store`. Defaults to `3600`. */
   windowSeconds?: number
   /** The bucket length in seconds, with `store`. Defaults to `1`. */
@@ -131,6 +138,20 @@ export interface RateLimiterOptions<E extends Env = Env> extends ClientAddressOp
    */
   handler?: (c: Context<E>, info: RateLimitInfo) => Response | Promise<Response>
   /**
+   * The body of the default denial: a string (sent as text), an object (sent as JSON), or a
+   * function of the context and the decision that gives either (or a promise of it). Not with
+   * `handler`. Defaults to `Rate limit exceeded. Try again in #N seconds`.
+   */
+  message?: string | object | ((c: Context<E>, info: RateLimitInfo) => unknown)
+  /** The status of the default denial, 400-599. Not with `handler`. Defaults to `429`. */
+  statusCode?: number
+  /**
+   * The name of the context variable the decision is set on, for apps that mount two limiters
+   * on one route (e.g. `'apiRateLimit'`; declare it in your app's `Variables` to have it typed).
+   * Defaults to `'rateLimit'` (typed as `c.var.rateLimit` with no declaration).
+   */
+  contextVariable?: string
+  /**
    * Builds the response when the store fails and cannot decide (a FailoverStore in `closed`
    * mode, or a bare store that fails). Defaults to a `503` with
    * `Rate limiting is unavailable. Try again later.` and `Retry-After: 1`.
@@ -176,6 +197,9 @@ const KNOWN_OPTIONS = new Set([
   'skip',
   'refund',
   'handler',
+  'message',
+  'statusCode',
+  'contextVariable',
   'unavailableHandler',
 ])
 const KNOWN_POLICY_OPTIONS = new Set(['name', 'limiter', 'limit', 'windowSeconds', 'bucketSeconds'])
@@ -189,6 +213,49 @@ export function defaultDenial<E extends Env>(c: Context<E>, info: RateLimitInfo)
 export function defaultUnavailable<E extends Env>(c: Context<E>, _error: StoreError): Response {
   c.header('Retry-After', '1')
   return c.text('Rate limiting is unavailable. Try again later.', 503)
+}
+
+/** Sets the decision on the context variable of that name (`c.set` types only known names). */
+function settingVariable<E extends Env>(
+  name: string,
+): (c: Context<E>, info: RateLimitInfo) => void {
+  return (c, info) => {
+    ;(c.set as (key: string, value: unknown) => void)(name, info)
+  }
+}
+
+/** The default denial, or one with the `message` and `statusCode` options. */
+function denialFrom<E extends Env>(
+  message: RateLimiterOptions<E>['message'],
+  statusCode: number | undefined,
+): (c: Context<E>, info: RateLimitInfo) => Response | Promise<Response> {
+  if (message === undefined && statusCode === undefined) {
+    return defaultDenial
+  }
+  if (
+    statusCode !== undefined &&
+    (!Number.isSafeInteger(statusCode) || statusCode < 400 || statusCode > 599)
+  ) {
+    reject('statusCode', statusCode, 'an HTTP status from 400 to 599')
+  }
+  const status = (statusCode ?? 429) as ContentfulStatusCode
+  const send = (c: Context<E>, body: unknown): Response =>
+    typeof body === 'string' ? c.text(body, status) : c.json(body as object, status)
+  if (message === undefined) {
+    return (c, info) =>
+      c.text(`Rate limit exceeded. Try again in #${info.retryAfterSeconds} seconds`, status)
+  }
+  if (typeof message === 'function') {
+    return (c, info) => {
+      const body: unknown = message(c, info)
+      return isPromise(body) ? body.then((b) => send(c, b)) : send(c, body)
+    }
+  }
+  const kind: string = typeof message
+  if (kind !== 'string' && (kind !== 'object' || (message as unknown) === null)) {
+    reject('message', message, 'a string, an object or a function')
+  }
+  return (c) => send(c, message)
 }
 
 /** The route: `next` (resolving to nothing) or a wrapped handler (answering a Response). */
@@ -292,7 +359,11 @@ function buildPolicies(options: RateLimiterOptions): Policy[] {
     if (limiter === undefined && store === undefined) {
       reject('store', store, 'a Store (or give limiter or policies)')
     }
-    if (limiter !== undefined && (limit ?? windowSeconds ?? bucketSeconds) !== undefined) {
+    if (
+      limiter !== undefined &&
+      ((typeof limit === 'function' ? undefined : limit) ?? windowSeconds ?? bucketSeconds) !==
+        undefined
+    ) {
       reject('limit', limit, 'no limit or window options with limiter (set them on it)')
     }
     built.push({
@@ -301,7 +372,7 @@ function buildPolicies(options: RateLimiterOptions): Policy[] {
         limiter ??
         createLimiter({
           store: store as Store,
-          ...(limit !== undefined && { limit }),
+          ...(typeof limit === 'number' && { limit }),
           ...(windowSeconds !== undefined && { windowSeconds }),
           ...(bucketSeconds !== undefined && { bucketSeconds }),
         }),
@@ -357,9 +428,21 @@ export function rateLimiter<E extends Env = Env>(
     headers,
     skip,
     refund,
-    handler = defaultDenial,
+    handler: givenHandler,
+    message,
+    statusCode,
+    contextVariable = 'rateLimit',
     unavailableHandler = defaultUnavailable,
   } = options
+  if (givenHandler !== undefined && (message ?? statusCode) !== undefined) {
+    reject(message === undefined ? 'statusCode' : 'message', message ?? statusCode, 'no handler')
+  }
+  const handler = givenHandler ?? denialFrom(message, statusCode)
+  if (typeof contextVariable !== 'string' || contextVariable === '') {
+    reject('contextVariable', contextVariable, 'a non-empty string')
+  }
+  const setInfo = settingVariable<E>(contextVariable)
+  const limitOf = typeof options.limit === 'function' ? options.limit : undefined
   const policies = buildPolicies(options as unknown as RateLimiterOptions)
   if (givenKey !== undefined) {
     if (typeof givenKey !== 'function') {
@@ -530,7 +613,7 @@ export function rateLimiter<E extends Env = Env>(
       }
     }
     const info: RateLimitInfo = { ...bind, allowed: !denied, key, policies: shown }
-    c.set('rateLimit', info)
+    setInfo(c, info)
     const fields = fieldsFor(shown, bind)
     return denied ? deny(c, info, fields) : proceedWith(c, decisions, fields, proceed)
   }
@@ -564,14 +647,42 @@ export function rateLimiter<E extends Env = Env>(
       key,
       policies: [shown],
     }
-    c.set('rateLimit', info)
+    setInfo(c, info)
+    // A limit that depends on the request: the policy field shows the one that applied.
+    const policyNow =
+      limitOf === undefined ? policyValue : policyItem(style, policy.name, d.limit, d.windowSeconds)
     const fields: Fields = named
       ? {
-          'RateLimit-Policy': policyValue,
+          'RateLimit-Policy': policyNow,
           RateLimit: `${policy.itemStart}${d.remaining};t=${d.resetSeconds}`,
         }
-      : fieldsFor([info], info)
+      : fieldsOf(style, policyNow, itemStarts, [info], info)
     return d.allowed ? proceedWith(c, [d], fields, proceed) : deny(c, info, fields)
+  }
+
+  /** One policy under the limit the request's `limit` function gave. */
+  const decideUnder = (
+    c: Context<E>,
+    key: string,
+    policy: Policy,
+    limit: number | Promise<number>,
+    proceed: Proceed,
+  ): Answer => {
+    if (isPromise(limit)) {
+      return limit.then((l) => decideUnder(c, key, policy, l, proceed))
+    }
+    let decision: Decision | Promise<Decision>
+    try {
+      decision = policy.limiter.decide(key, { limit })
+    } catch (error) {
+      return failed(c, error)
+    }
+    return isPromise(decision)
+      ? decision.then(
+          (d) => respondOne(c, key, d, proceed),
+          (error: unknown) => failed(c, error),
+        )
+      : respondOne(c, key, decision, proceed)
   }
 
   const decideAll = (c: Context<E>, key: string, proceed: Proceed): Answer => {
@@ -579,6 +690,9 @@ export function rateLimiter<E extends Env = Env>(
       throw new TypeError(`keyGenerator returned ${typeof key}, not a string`)
     }
     if (single !== undefined) {
+      if (limitOf !== undefined) {
+        return decideUnder(c, key, single, limitOf(c), proceed)
+      }
       let decision: Decision | Promise<Decision>
       try {
         decision = single.limiter.decide(key)
