@@ -22,7 +22,17 @@ export class ReferenceModel {
     readonly bucketSeconds: number,
   ) {}
 
-  decide(t: number): ReferenceDecision {
+  /** Whether one more request would be admitted at t under `limit`, counting nothing. */
+  peek(t: number, limit = this.limit): ReferenceDecision {
+    const decision = this.decide(t, limit)
+    if (decision.allowed) {
+      this.admitted.pop()
+      return { ...decision, remaining: decision.remaining + 1, retryAfterSeconds: 0 }
+    }
+    return decision
+  }
+
+  decide(t: number, limit = this.limit): ReferenceDecision {
     const bucketMs = this.bucketSeconds * 1000
     const n = this.windowSeconds / this.bucketSeconds
     const b = Math.floor(t / bucketMs)
@@ -32,9 +42,9 @@ export class ReferenceModel {
       .sort((x, y) => x - y)
     const secondsUntilLeaves = (j: number): number =>
       Math.max(1, Math.ceil(((j + n) * bucketMs - t) / 1000))
-    if (inWindow.length < this.limit) {
+    if (inWindow.length < limit) {
       this.admitted.push(t)
-      const remaining = this.limit - inWindow.length - 1
+      const remaining = limit - inWindow.length - 1
       const reset = secondsUntilLeaves(inWindow[0] ?? b)
       return {
         allowed: true,
@@ -44,7 +54,7 @@ export class ReferenceModel {
       }
     }
     // One more passes once (count - limit + 1) of the oldest have left.
-    const j = inWindow[inWindow.length - this.limit] as number
+    const j = inWindow[inWindow.length - limit] as number
     const retry = secondsUntilLeaves(j)
     return { allowed: false, remaining: 0, retryAfterSeconds: retry, resetSeconds: retry }
   }
