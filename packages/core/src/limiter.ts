@@ -75,7 +75,11 @@ export interface DecideOptions {
   /**
    * The limit for this request (for instance by the requester's plan): a whole number of at
    * least 1. The counters do not depend on it, so requests under different limits share one
-   * exact window. Defaults to the limiter's `limit`.
+   * exact window. A denial remembered under one limit is reused only under the same limit.
+   * When processes sharing the store admit one requester under a higher limit than another
+   * process denied it under, that process's remembered wait may be too short (never an
+   * admission too many) until it checks the store again, within 5 s. Defaults to the
+   * limiter's `limit`.
    */
   limit?: number
 }
