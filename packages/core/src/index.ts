@@ -9,7 +9,7 @@ export {
 export type { Store, SlotIncrement } from './store.js'
 export { SlidingWindowLimiter, createLimiter, coarseSlot } from './limiter.js'
 export type { LimiterOptions, Decision, DecideOptions } from './limiter.js'
-export { isLimiter } from './brand.js'
+export { isLimiter, isStoreError } from './brand.js'
 export { FailoverStore, StoreUnavailableError } from './failover-store.js'
 export type {
   FailoverStoreOptions,

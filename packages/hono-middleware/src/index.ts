@@ -7,7 +7,6 @@ export type {
   RateLimiterOptions,
   RouteHandler,
 } from './rate-limiter.js'
-export { isLimiter, isStoreError, LIMITER_BRAND } from './brands.js'
 export type { Limiter } from './brands.js'
 export {
   clientAddress,

@@ -10,11 +10,11 @@
 //   merges into the head it writes; elsewhere (and in `app.request()`) through `c.header()`;
 // - everything that does not change per request is built once.
 
-import { ConfigError, createLimiter } from '@slidelimit/core'
+import { ConfigError, createLimiter, isStoreError } from '@slidelimit/core'
 import type { Decision, Store, StoreError } from '@slidelimit/core'
 import type { Context, Env, MiddlewareHandler, Next } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-import { isLimiter, isStoreError } from './brands.js'
+import { isLimiter } from './brands.js'
 import type { Limiter } from './brands.js'
 import { clientAddress } from './client-address.js'
 import { withFields } from './fields.js'
