@@ -267,3 +267,47 @@ describe.each(STORES)('two processes sharing %s', (_, Store) => {
     expect(await two.consume('client', limit)).toMatchObject({ remaining: 8 })
   })
 })
+
+describe('decisions that overlap on a store answering with promises', () => {
+  /** Decisions of a cached and an uncached limiter, each on its own MapStore. */
+  function both() {
+    return [true, false].map((cached) => setup(MapStore, { limit: 2, windowSeconds: 60, cached }))
+  }
+
+  it('does not remember a denial that a refund overtook while it waited for the store', async () => {
+    const outcomes: string[][] = []
+    for (const { limiter, at } of both()) {
+      const first = await limiter.consume('k')
+      at(1000)
+      await limiter.consume('k')
+      at(2000)
+      // Denied (3 > 2), and while it waits for the store, the first request is taken back.
+      const inFlight = limiter.consume('k')
+      const refunded = limiter.refund(first)
+      const denied = await inFlight
+      await refunded
+      expect(denied.allowed).toBe(false)
+      // The window has room again: the next request is admitted, cached or not.
+      outcomes.push([String((await limiter.consume('k')).allowed)])
+    }
+    expect(outcomes).toEqual([['true'], ['true']])
+  })
+
+  it('does not remember the inflated wait of denials that saw each other', async () => {
+    const waits: number[] = []
+    for (const { limiter, at } of [true, false].map((cached) =>
+      setup(MapStore, { limit: 3, windowSeconds: 60, cached }),
+    )) {
+      for (let i = 0; i < 3; i++) {
+        at(i * 1000)
+        await limiter.consume('k')
+      }
+      at(3000)
+      // Three at once: each may count the others' increments before they are rolled back.
+      await Promise.all([limiter.consume('k'), limiter.consume('k'), limiter.consume('k')])
+      // The next request is told the true wait: the first request leaves at 60 s.
+      waits.push((await limiter.consume('k')).retryAfterSeconds)
+    }
+    expect(waits).toEqual([57, 57])
+  })
+})

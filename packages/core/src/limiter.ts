@@ -183,6 +183,14 @@ interface Entry {
   deniedLimit: number
   /** Milliseconds after which a remembered denial is checked against the store again. */
   recheckAt: number
+  /**
+   * Decisions sent to the store for this requester (and refunds), and those answered (or
+   * failed): a denial is remembered only when nothing overlapped it, because the counts it read
+   * may hold another denied request's increment before its rollback, or a refunded request
+   * (its wait would be too long).
+   */
+  started: number
+  answered: number
   /** When the cached units were last read from nothing (the oldest data they hold). */
   readAt: number
   /** When the requester was last seen, in milliseconds. */
@@ -208,6 +216,10 @@ interface Plan {
   readonly key: string
   readonly entry: Entry | undefined
   readonly version: number
+  /** The entry's `started` count for this decision (0: sent without one). */
+  seq: number
+  /** Whether no other decision for the entry was waiting for the store when this one left. */
+  alone: boolean
   /** The cached units as this plan counted them (arrays are replaced, never changed). */
   readonly units: readonly number[]
   readonly head: number
@@ -351,8 +363,25 @@ export class SlidingWindowLimiter {
     if (this.store.updateSync !== undefined) {
       return this.#settle(plan, this.#updateSync(plan.key, plan.increments, plan.reads))
     }
-    return this.#update(plan.key, plan.increments, plan.reads, (values) =>
-      this.#settle(plan, values),
+    const entry = plan.entry
+    if (entry === undefined) {
+      return this.#update(plan.key, plan.increments, plan.reads, (values) =>
+        this.#settle(plan, values),
+      )
+    }
+    plan.alone = entry.answered === entry.started
+    plan.seq = ++entry.started
+    return this.#update(
+      plan.key,
+      plan.increments,
+      plan.reads,
+      (values) => {
+        entry.answered++
+        return this.#settle(plan, values)
+      },
+      () => {
+        entry.answered++
+      },
     )
   }
 
@@ -386,13 +415,16 @@ export class SlidingWindowLimiter {
     increments: readonly SlotIncrement[],
     reads: readonly number[],
     next: (values: number[]) => T | Promise<T>,
+    failed?: () => void,
   ): Promise<T> {
     const store = this.store
     try {
-      return store
-        .update(key, increments, reads, this.ttlSeconds)
-        .then(next, (error: unknown) => Promise.reject(asStoreError(store.name, error)))
+      return store.update(key, increments, reads, this.ttlSeconds).then(next, (error: unknown) => {
+        failed?.()
+        return Promise.reject(asStoreError(store.name, error))
+      })
     } catch (error) {
+      failed?.()
       return Promise.reject(asStoreError(store.name, error))
     }
   }
@@ -410,6 +442,9 @@ export class SlidingWindowLimiter {
     const entry = this.#cache.get(decision.id)
     if (entry !== undefined) {
       entry.deniedUntil = 0
+      // A denial in flight read counts from before the refund: it must not be remembered.
+      entry.started++
+      entry.answered++
       this.#uncount(entry, b)
     }
     const rollback: SlotIncrement[] = [{ slot: b, amount: -1 }]
@@ -580,6 +615,8 @@ export class SlidingWindowLimiter {
       key: entry?.key ?? this.prefix + id,
       entry,
       version: entry?.version ?? 0,
+      seq: 0,
+      alone: true,
       units: entry?.units ?? NO_UNITS,
       head: entry?.head ?? 0,
       cachedSum,
@@ -623,6 +660,8 @@ export class SlidingWindowLimiter {
         key: entry.key,
         entry,
         version: entry.version,
+        seq: 0,
+        alone: true,
         units: entry.units,
         head: entry.head,
         cachedSum: entry.sum,
@@ -717,6 +756,8 @@ export class SlidingWindowLimiter {
         deniedUntil: 0,
         deniedLimit: 0,
         recheckAt: 0,
+        started: 0,
+        answered: 0,
         readAt: t,
         seen: t,
       }
@@ -905,7 +946,13 @@ export class SlidingWindowLimiter {
     const finish = (after: number[]): Decision => {
       const leave = wait.leaveAfter(after, rollback.length)
       const deniedUntil = (leave + this.buckets) * this.#bucketMs
-      if (entry !== undefined && this.#cache.get(plan.id) === entry) {
+      if (
+        entry !== undefined &&
+        this.#cache.get(plan.id) === entry &&
+        // Not when another decision or a refund overlapped this one (see Entry.started).
+        plan.alone &&
+        entry.started === plan.seq
+      ) {
         entry.deniedUntil = deniedUntil
         entry.deniedLimit = plan.limit
         // Cached counts in the plan were read at readAt; the rest now.
