@@ -256,14 +256,14 @@ describe.each(STORES)('two processes sharing %s', (_, Store) => {
     )
   })
 
-  it('a refund in one shows in the remaining count of the other within 60 s', async () => {
+  it('a refund in one shows in the remaining count of the other within 10 minutes', async () => {
     const { one, two, at } = twoProcesses(3600)
     const limit = { limit: 10 }
     const a = await one.consume('client', limit)
     at(65_000)
     expect(await two.consume('client', limit)).toMatchObject({ remaining: 8 })
     await one.refund(a)
-    at(125_000)
+    at(665_000)
     expect(await two.consume('client', limit)).toMatchObject({ remaining: 8 })
   })
 })

@@ -62,10 +62,11 @@ export interface LimiterOptions {
    * a denial is decided on cached counts read at most 5 s before (older ones are read again
    * first) and remembered until its retry time but at most 5 s after those counts were read,
    * so a reset or refund elsewhere reaches this limiter's decisions within 5 s. Cached counts
-   * are also read again every 60 s, which bounds how long `remaining` on admitted decisions
-   * lags. The cost: an active requester's whole window is read once a minute (119 counters for
-   * an hour of one-second buckets); a requester that keeps asking while blocked costs one such
-   * read every 5 s instead of no store traffic until its retry time. Defaults to `100000`.
+   * are also read again every 10 minutes, which bounds how long `remaining` on admitted
+   * decisions lags. The cost: an active requester's whole window is read every 10 minutes
+   * (119 counters for an hour of one-second buckets); a requester that keeps asking while
+   * blocked costs one such read every 5 s instead of no store traffic until its retry time.
+   * Defaults to `100000`.
    */
   cacheSize?: number
 }
@@ -129,8 +130,13 @@ const NO_UNITS: readonly number[] = []
  * remembered at most this long after those counts were read.
  */
 const RECHECK_MS = 5000
-/** Cached settled counts are read again from the store after this. */
-const REREAD_MS = 60_000
+/**
+ * Cached settled counts are read again from the store after this, so that `remaining` on
+ * admitted decisions shows a reset or refund made elsewhere (decisions never wait for it: only
+ * denials can be wrong, and those are bounded by RECHECK_MS). Long, because a read of the whole
+ * window costs up to 119 counters a requester.
+ */
+const REREAD_MS = 600_000
 /** Ids longer than this are replaced by their SHA-256 (then `Decision.id` is that hash). */
 const LONGEST_ID = 128
 
