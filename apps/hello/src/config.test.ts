@@ -72,6 +72,7 @@ describe('loadConfig', () => {
       '::/0',
       '::ffff:0:0/96',
       '10.0.0.0/8,0.0.0.0/0',
+      '0.0.0.0/1,128.0.0.0/1',
     ]) {
       expect(() => loadConfig({ TRUST_PROXY: bad })).toThrow(/^Invalid TRUST_PROXY=/)
     }

@@ -141,7 +141,7 @@ function withoutZone(text: string): string {
   return percent < 0 ? text : text.slice(0, percent)
 }
 
-/** Why `true`, and a range covering every address of a family, are refused. */
+/** Why `true`, and ranges covering every address of a family, are refused. */
 const TRUST_EVERYONE =
   'a number of proxy hops or a list of proxy addresses (true would trust any client)'
 
@@ -188,12 +188,56 @@ function parseTrust(trustProxy: ClientAddressOptions['trustProxy']): Trust {
       }
       ranges.push([address, address.kind() === 'ipv4' ? 32 : 128])
     }
-    // 0.0.0.0/0, ::/0, ::ffff:0:0/96 (every IPv4 address, mapped): trusts any client, as true.
-    if ((ranges[ranges.length - 1] as [unknown, number])[1] === 0) {
-      throw new ConfigError('trustProxy', item, TRUST_EVERYONE)
-    }
+  }
+  // 0.0.0.0/0, ::/0, ::ffff:0:0/96 (every IPv4 address, mapped), or ranges that together cover
+  // a whole family (0.0.0.0/1,128.0.0.0/1): trusts any client of that family, as true.
+  if (coversFamily(ranges, 'ipv4') || coversFamily(ranges, 'ipv6')) {
+    throw new ConfigError('trustProxy', trustProxy, TRUST_EVERYONE)
   }
   return { kind: 'list', ranges }
+}
+
+/** The IPv4-mapped block `::ffff:0:0/96`, as an IPv6 interval: its addresses are read as IPv4. */
+const MAPPED_START = 0xffffn << 32n
+const MAPPED_END = MAPPED_START + (1n << 32n)
+
+/**
+ * Whether the union of the family's ranges is every address of the family. IPv4-mapped ranges
+ * were already turned into the IPv4 ranges they map. IPv6 addresses in `::ffff:0:0/96` are never
+ * IPv6 once parsed (they are their IPv4 address), so that block counts as covered for IPv6: a list
+ * trusting every other IPv6 address trusts every IPv6 client.
+ */
+function coversFamily(
+  ranges: readonly [ipaddr.IPv4 | ipaddr.IPv6, number][],
+  family: 'ipv4' | 'ipv6',
+): boolean {
+  const width = family === 'ipv4' ? 32n : 128n
+  const intervals: [bigint, bigint][] = family === 'ipv6' ? [[MAPPED_START, MAPPED_END]] : []
+  for (const [address, bits] of ranges) {
+    if (address.kind() !== family) {
+      continue
+    }
+    let value = 0n
+    for (const byte of address.toByteArray()) {
+      value = (value << 8n) | BigInt(byte)
+    }
+    const size = 1n << (width - BigInt(bits))
+    // The range's first address: host bits cleared (a CIDR may be written with them set).
+    const start = value - (value % size)
+    intervals.push([start, start + size])
+  }
+  intervals.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+  // Sweep from address 0: every interval must start at or before what is covered so far.
+  let reach = 0n
+  for (const [start, end] of intervals) {
+    if (start > reach) {
+      return false
+    }
+    if (end > reach) {
+      reach = end
+    }
+  }
+  return reach === 1n << width
 }
 
 function checkSubnet(ipv6Subnet: unknown): number {

@@ -6,6 +6,7 @@ import { MemoryStore } from '@slidelimit/store-memory'
 import { Hono } from 'hono'
 import type { Context } from 'hono'
 import type { ConnInfo } from 'hono/conninfo'
+import ipaddr from 'ipaddr.js'
 import { describe, expect, it } from 'vitest'
 import { ClientAddressError, clientAddress } from './client-address.js'
 import type { ClientAddressOptions } from './client-address.js'
@@ -389,6 +390,55 @@ describe('client identity (default key)', () => {
     // Wide, but not everything: accepted.
     for (const wide of ['0.0.0.0/1', '128.0.0.0/1', '::/1', '::ffff:0:0/97']) {
       expect(refusal(wide), wide).toBe('accepted')
+    }
+  })
+
+  it('refuses trusted ranges that together cover every address of a family, as it refuses true', () => {
+    const refusal = (trustProxy: ClientAddressOptions['trustProxy']): string => {
+      try {
+        clientAddress({ trustProxy })
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError)
+        return (error as ConfigError).message.replace(/got .*, expected/, 'got X, expected')
+      }
+      return 'accepted'
+    }
+    const asTrue = refusal(true)
+    // Every IPv6 address but the IPv4-mapped block ::ffff:0:0/96, whose addresses are read as
+    // IPv4: the sibling of each prefix of ::ffff:0:0/96, 96 ranges.
+    const mapped = 0xffffn << 32n
+    const allButMapped: string[] = []
+    for (let bits = 1n; bits <= 96n; bits++) {
+      const sibling = (mapped ^ (1n << (128n - bits))) & ~((1n << (128n - bits)) - 1n)
+      const bytes = Array.from({ length: 16 }, (_, i) =>
+        Number((sibling >> BigInt(120 - 8 * i)) & 0xffn),
+      )
+      allButMapped.push(`${ipaddr.fromByteArray(bytes).toString()}/${bits}`)
+    }
+    for (const everything of [
+      '0.0.0.0/1,128.0.0.0/1',
+      ['128.0.0.0/1', '0.0.0.0/1'],
+      // Every IPv4 address, mapped.
+      '::ffff:0.0.0.0/97,::ffff:128.0.0.0/97',
+      // Mapped and plain IPv4 ranges count together; host bits set, overlaps and duplicates.
+      '::ffff:0.0.0.0/97, 128.0.0.1/2, 192.0.0.0/2, 10.0.0.0/8, 10.0.0.0/8',
+      '::/1,8000::/1',
+      ['8000::/1', '::/2', '4000::/2', '2001:db8::/32'],
+      allButMapped,
+    ]) {
+      expect(refusal(everything), String(everything)).toBe(asTrue)
+    }
+    // Nearly everything, but not quite: accepted.
+    for (const nearly of [
+      '0.0.0.0/1,128.0.0.0/2',
+      '0.0.0.0/1,128.0.0.0/2,192.0.0.0/3,224.0.0.0/4,240.0.0.0/5,248.0.0.0/6',
+      '::ffff:0.0.0.0/97,::ffff:128.0.0.0/98',
+      '::/1,8000::/2',
+      // IPv6 ranges never trust IPv4 clients, nor IPv4 ranges IPv6 ones.
+      '0.0.0.0/1,::ffff:0:0/97,::/1',
+      allButMapped.slice(0, -1),
+    ]) {
+      expect(refusal(nearly), String(nearly)).toBe('accepted')
     }
   })
 
