@@ -18,6 +18,10 @@ describe('loadConfig', () => {
       ipv6Subnet: 56,
       burst: undefined,
       logLevel: 'info',
+      headersTimeoutMs: 15_000,
+      requestTimeoutMs: 30_000,
+      keepAliveTimeoutMs: 65_000,
+      maxConnections: undefined,
     })
   })
 
@@ -36,6 +40,10 @@ describe('loadConfig', () => {
       IPV6_SUBNET: '64',
       RATE_LIMIT_BURST: '5/2',
       LOG_LEVEL: 'warn',
+      HEADERS_TIMEOUT_MS: '5000',
+      REQUEST_TIMEOUT_MS: '20000',
+      KEEP_ALIVE_TIMEOUT_MS: '75000',
+      MAX_CONNECTIONS: '2000',
     })
     expect(config).toMatchObject({
       port: 8080,
@@ -51,6 +59,42 @@ describe('loadConfig', () => {
       ipv6Subnet: 64,
       burst: { limit: 5, windowSeconds: 2 },
       logLevel: 'warn',
+      headersTimeoutMs: 5000,
+      requestTimeoutMs: 20_000,
+      keepAliveTimeoutMs: 75_000,
+      maxConnections: 2000,
+    })
+  })
+
+  it('refuses server timeouts and a connection cap out of range', () => {
+    for (const [variable, value] of [
+      ['HEADERS_TIMEOUT_MS', '0'],
+      ['HEADERS_TIMEOUT_MS', '600001'],
+      ['HEADERS_TIMEOUT_MS', '1.5'],
+      ['REQUEST_TIMEOUT_MS', '99'],
+      ['REQUEST_TIMEOUT_MS', '3600001'],
+      ['KEEP_ALIVE_TIMEOUT_MS', '0'],
+      ['KEEP_ALIVE_TIMEOUT_MS', 'forever'],
+      ['MAX_CONNECTIONS', '0'],
+      ['MAX_CONNECTIONS', '1000001'],
+      ['MAX_CONNECTIONS', '-5'],
+    ] as const) {
+      expect(() => loadConfig({ [variable]: value }), `${variable}=${value}`).toThrow(
+        new RegExp(`^Invalid ${variable}=`),
+      )
+    }
+  })
+
+  it('refuses a request timeout shorter than the headers timeout, as Node would', () => {
+    expect(() => loadConfig({ HEADERS_TIMEOUT_MS: '20000', REQUEST_TIMEOUT_MS: '10000' })).toThrow(
+      'Invalid REQUEST_TIMEOUT_MS="10000": expected a whole number from HEADERS_TIMEOUT_MS (20000) to 3600000',
+    )
+  })
+
+  it('lengthens the default request timeout to a longer headers timeout', () => {
+    expect(loadConfig({ HEADERS_TIMEOUT_MS: '45000' })).toMatchObject({
+      headersTimeoutMs: 45_000,
+      requestTimeoutMs: 45_000,
     })
   })
 

@@ -33,6 +33,14 @@ export interface Config {
   /** A second policy (`RATE_LIMIT_BURST=limit/seconds`), e.g. 10 per second. */
   burst: { limit: number; windowSeconds: number } | undefined
   logLevel: LogLevel
+  /** Milliseconds a client has to send a request's headers, from HEADERS_TIMEOUT_MS. */
+  headersTimeoutMs: number
+  /** Milliseconds a client has to send a whole request, from REQUEST_TIMEOUT_MS. */
+  requestTimeoutMs: number
+  /** Milliseconds an idle keep-alive connection stays open, from KEEP_ALIVE_TIMEOUT_MS. */
+  keepAliveTimeoutMs: number
+  /** The cap on open client connections, from MAX_CONNECTIONS; undefined: derived at start. */
+  maxConnections: number | undefined
 }
 
 /** A bad environment variable; the message is the one line printed at start. */
@@ -161,6 +169,27 @@ export function loadConfig(env: Env = process.env): Config {
     'error',
     'silent',
   ])
+  const headersTimeoutMs = integer(env, 'HEADERS_TIMEOUT_MS', 15_000, 100, 600_000)
+  const requestTimeoutMs = integer(
+    env,
+    'REQUEST_TIMEOUT_MS',
+    Math.max(30_000, headersTimeoutMs),
+    100,
+    3_600_000,
+  )
+  if (requestTimeoutMs < headersTimeoutMs) {
+    // Node refuses a headers timeout longer than the request timeout.
+    throw new EnvError(
+      'REQUEST_TIMEOUT_MS',
+      String(requestTimeoutMs),
+      `a whole number from HEADERS_TIMEOUT_MS (${headersTimeoutMs}) to 3600000`,
+    )
+  }
+  const keepAliveTimeoutMs = integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 65_000, 100, 3_600_000)
+  const maxConnections =
+    read(env, 'MAX_CONNECTIONS') !== undefined
+      ? integer(env, 'MAX_CONNECTIONS', 0, 1, 1_000_000)
+      : undefined
   return {
     port,
     host,
@@ -176,6 +205,10 @@ export function loadConfig(env: Env = process.env): Config {
     ipv6Subnet,
     burst,
     logLevel,
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs,
+    maxConnections,
   }
 }
 

@@ -13,6 +13,12 @@ import { EnvError, loadConfig } from './config.js'
 import type { Config } from './config.js'
 import { createLogger } from './logger.js'
 import type { Logger } from './logger.js'
+import {
+  connectionCeiling,
+  httpServerOptions,
+  maxConnections,
+  openFileLimit,
+} from './server-options.js'
 
 /** Milliseconds in-flight requests get to finish after a shutdown signal. */
 const DRAIN_TIMEOUT_MS = 10_000
@@ -143,23 +149,46 @@ if (config.burst !== undefined) {
 }
 const app = createApp({ config, policies, health, logger })
 
-const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
-  logger.info('listening', {
-    address: info.address,
-    port: info.port,
-    store: config.storeBackend,
-    limit: config.rateLimit,
-    windowSeconds: config.windowSeconds,
-    bucketSeconds: config.bucketSeconds,
-    ...(config.storeBackend === 'memcache' && {
-      memcache: config.memcacheServers,
-      failureMode: config.failureMode,
-    }),
-  })
-  // Says at once whether the shared store answers (failures are logged by the store), then
-  // keeps /healthz and /readyz current.
-  health.start()
-})
+const fileLimit = openFileLimit()
+const connectionCap = maxConnections(config, fileLimit)
+const ceiling = connectionCeiling(fileLimit)
+if (ceiling !== undefined && connectionCap > ceiling) {
+  logger.warn(
+    'MAX_CONNECTIONS leaves less than a tenth of the open-file limit free: a flood of connections can leave none for memcached or new clients',
+    { maxConnections: connectionCap, openFileLimit: fileLimit },
+  )
+}
+const server = serve(
+  {
+    fetch: app.fetch,
+    port: config.port,
+    hostname: config.host,
+    serverOptions: httpServerOptions(config),
+  },
+  (info) => {
+    logger.info('listening', {
+      address: info.address,
+      port: info.port,
+      store: config.storeBackend,
+      limit: config.rateLimit,
+      windowSeconds: config.windowSeconds,
+      bucketSeconds: config.bucketSeconds,
+      ...(config.storeBackend === 'memcache' && {
+        memcache: config.memcacheServers,
+        failureMode: config.failureMode,
+      }),
+      headersTimeoutMs: config.headersTimeoutMs,
+      requestTimeoutMs: config.requestTimeoutMs,
+      keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+      maxConnections: connectionCap,
+    })
+    // Says at once whether the shared store answers (failures are logged by the store), then
+    // keeps /healthz and /readyz current.
+    health.start()
+  },
+)
+// Connections past the cap are closed as they arrive.
+server.maxConnections = connectionCap
 
 server.on('error', (err: NodeJS.ErrnoException) => {
   startupFailure(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`)
