@@ -149,6 +149,19 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ RATE_LIMIT: '-5' })).toThrow(/RATE_LIMIT="-5"/)
   })
 
+  it('shows a long bad value shortened, so the line still says what is allowed', () => {
+    const value = 'x'.repeat(100_000)
+    let message = ''
+    try {
+      loadConfig({ RATE_LIMIT: value })
+    } catch (error) {
+      message = (error as Error).message
+    }
+    expect(message).toBe(
+      `Invalid RATE_LIMIT="${'x'.repeat(60)}"... (100000 characters): expected a whole number from 1 to 1000000000`,
+    )
+  })
+
   it('refuses a memcached server listed twice, however it is spelled', () => {
     expect(() =>
       loadConfig({ MEMCACHE_CONNECTION_STRING: 'cache:11211,[::1]:11211,[0:0::1]:11211' }),

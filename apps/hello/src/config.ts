@@ -50,9 +50,23 @@ export class EnvError extends Error {
     readonly value: string,
     readonly expected: string,
   ) {
-    super(`Invalid ${variable}=${JSON.stringify(value)}: expected ${expected}`)
+    super(`Invalid ${variable}=${shown(value)}: expected ${expected}`)
     this.name = 'EnvError'
   }
+}
+
+/** Characters of a bad value shown in full; a longer one is shortened. */
+const SHOWN_CHARACTERS = 60
+
+/**
+ * A value as the error line shows it: quoted, and when long, its first characters and its
+ * length, so that the line stays one short line and always ends with what is allowed.
+ */
+function shown(value: string): string {
+  if (value.length <= SHOWN_CHARACTERS) {
+    return JSON.stringify(value)
+  }
+  return `${JSON.stringify(value.slice(0, SHOWN_CHARACTERS))}... (${value.length} characters)`
 }
 
 type Env = Record<string, string | undefined>
