@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { EnvError, loadConfig, parseServers } from './config.js'
+import { EnvError, bucketWarning, loadConfig, parseServers } from './config.js'
 
 describe('loadConfig', () => {
   it('runs on defaults alone', () => {
@@ -147,6 +147,17 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ PORT: '70000' })).toThrow(EnvError)
     expect(() => loadConfig({ HOST: 'bad host!' })).toThrow(/HOST/)
     expect(() => loadConfig({ RATE_LIMIT: '-5' })).toThrow(/RATE_LIMIT="-5"/)
+  })
+
+  it('warns when the bucket is more than a tenth of the window, and says a fixed window when equal', () => {
+    expect(bucketWarning(loadConfig({}))).toBeUndefined()
+    expect(bucketWarning(loadConfig({ RATE_BUCKET_SECONDS: '360' }))).toBeUndefined()
+    expect(bucketWarning(loadConfig({ RATE_BUCKET_SECONDS: '600' }))).toBe(
+      'RATE_BUCKET_SECONDS=600 is more than a tenth of RATE_WINDOW_SECONDS=3600: a request leaves the window between 3000 and 3600 s after it was made',
+    )
+    expect(
+      bucketWarning(loadConfig({ RATE_WINDOW_SECONDS: '60', RATE_BUCKET_SECONDS: '60' })),
+    ).toMatch(/^RATE_BUCKET_SECONDS equals RATE_WINDOW_SECONDS \(60\): this is a fixed window/)
   })
 
   it('shows a long bad value shortened, so the line still says what is allowed', () => {

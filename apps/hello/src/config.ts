@@ -112,6 +112,20 @@ export function parseServers(raw: string): string[] | undefined {
   }
 }
 
+/**
+ * A warning when the bucket is a large part of the window (more than a tenth): requests in one
+ * bucket leave the window together, so a request leaves it between `window - bucket` and
+ * `window` seconds after it was made; a bucket as long as the window is a fixed window.
+ */
+export function bucketWarning({ windowSeconds, bucketSeconds }: Config): string | undefined {
+  if (bucketSeconds * 10 <= windowSeconds) {
+    return undefined
+  }
+  return bucketSeconds === windowSeconds
+    ? `RATE_BUCKET_SECONDS equals RATE_WINDOW_SECONDS (${windowSeconds}): this is a fixed window, up to twice the limit can pass across its boundary`
+    : `RATE_BUCKET_SECONDS=${bucketSeconds} is more than a tenth of RATE_WINDOW_SECONDS=${windowSeconds}: a request leaves the window between ${windowSeconds - bucketSeconds} and ${windowSeconds} s after it was made`
+}
+
 /** Reads the configuration; throws an EnvError for the first bad variable. */
 export function loadConfig(env: Env = process.env): Config {
   const port = integer(env, 'PORT', 5000, 0, 65535)
