@@ -20,7 +20,7 @@ for name in "${packages[@]}"; do
   (cd "$dir" && pnpm pack --pack-destination "$dest" >"$dest/pack.log" 2>&1) ||
     { cat "$dest/pack.log" >&2; exit 1; }
   tarball="$(ls "$dest"/*.tgz)"
-  echo "$(basename "$tarball"): $(tar tzf "$tarball" | wc -l) files, $(du -k "$tarball" | cut -f1) KiB"
+  echo "$(basename "$tarball"): $(tar tzf "$tarball" | wc -l) files, $(($(wc -c <"$tarball") / 1024)) KiB"
 
   echo "--- publint $name"
   publint_out="$(pnpm exec publint run --strict --level suggestion "$tarball" 2>&1)" ||
