@@ -191,7 +191,10 @@ const server = serve(
 server.maxConnections = connectionCap
 
 server.on('error', (err: NodeJS.ErrnoException) => {
-  startupFailure(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`)
+  // The logger writes asynchronously: what it holds is written before the process exits.
+  void logger.close().then(() => {
+    startupFailure(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`)
+  })
 })
 
 let stopping = false
@@ -205,7 +208,7 @@ function shutdown(signal: NodeJS.Signals): void {
   logger.info('shutting down', { signal })
   const force = setTimeout(() => {
     logger.warn('in-flight requests did not finish in time; exiting', { ms: DRAIN_TIMEOUT_MS })
-    process.exit(1)
+    void logger.close().then(() => process.exit(1))
   }, DRAIN_TIMEOUT_MS)
   force.unref()
   server.close(() => {
@@ -216,7 +219,7 @@ function shutdown(signal: NodeJS.Signals): void {
       })
       .finally(() => {
         logger.info('stopped')
-        process.exit(0)
+        void logger.close().then(() => process.exit(0))
       })
   })
 }
