@@ -11,6 +11,8 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startMemcached } from '@slidelimit/store-memcache/testing'
 import type { Memcached } from '@slidelimit/store-memcache/testing'
+import { HELLO_SERVERS, startHello } from './hello-server.js'
+import type { HelloKind } from './hello-server.js'
 import { hasCommand, load, loadTool } from './load.js'
 import { MEMORY_LIMITERS } from './memory-limiters.js'
 import { memcachedOps, memoryTable, summarise, table } from './report.js'
@@ -41,9 +43,10 @@ const SERVER_CPU = 0
 const LOAD_CPU = 1
 
 interface Running {
-  kind: ServerKind
+  kind: ServerKind | HelloKind
   url: string
   child: ChildProcess
+  stop?: () => void
 }
 
 function startServer(kind: ServerKind, limit: number, memcached: string): Promise<Running> {
@@ -120,9 +123,17 @@ async function main(): Promise<void> {
   )
   try {
     for (const scenario of SCENARIOS) {
-      const servers = await Promise.all(
-        SERVERS.map((kind) => startServer(kind, scenario.limit, memcached.address)),
-      )
+      const servers: Running[] = await Promise.all([
+        ...SERVERS.map((kind) => startServer(kind, scenario.limit, memcached.address)),
+        ...HELLO_SERVERS.map(async (kind) => ({
+          kind,
+          ...(await startHello(
+            kind,
+            scenario.limit,
+            pin ? ['taskset', '-c', String(SERVER_CPU)] : [],
+          )),
+        })),
+      ])
       try {
         for (const server of servers) {
           await load({
@@ -162,7 +173,11 @@ async function main(): Promise<void> {
         }
       } finally {
         for (const server of servers) {
-          server.child.kill('SIGKILL')
+          if (server.stop === undefined) {
+            server.child.kill('SIGKILL')
+          } else {
+            server.stop()
+          }
         }
       }
     }
@@ -178,7 +193,15 @@ async function main(): Promise<void> {
   memory.push(await measureMemory('slidelimit-memory', settings.memoryRequesters / 10, 100))
 
   const rows = summarise(measurements)
-  const report = `${table(rows)}\n\n${memoryTable(memory)}\n`
+  // The hello app's default configuration (access log on) against the same app with it off.
+  const helloRows = summarise(
+    measurements.filter((m) => m.server.startsWith('hello-')),
+    'hello-nolog',
+  ).filter((row) => row.server === 'hello-default')
+  const helloTable = table(helloRows)
+    .replace('x bare', 'x hello-nolog')
+    .replace('x bare', 'x hello-nolog')
+  const report = `${table(rows)}\n\n${helloTable}\n\n${memoryTable(memory)}\n`
   process.stdout.write(report)
   const result = {
     date: new Date().toISOString(),
@@ -206,6 +229,7 @@ async function main(): Promise<void> {
       ].map((p) => [p, versionOf(p)]),
     ),
     rows,
+    helloRows,
     memory,
     measurements,
   }
