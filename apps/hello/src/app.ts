@@ -5,6 +5,7 @@ import type { SlidingWindowLimiter } from '@slidelimit/core'
 import { rateLimiter } from '@slidelimit/hono-middleware'
 import type { RateLimitInfo } from '@slidelimit/hono-middleware'
 import { Hono } from 'hono'
+import type { Context, Next } from 'hono'
 import type { Config } from './config.js'
 import type { Health } from './health.js'
 import type { Logger } from './logger.js'
@@ -18,30 +19,51 @@ export interface AppParts {
   logger: Logger
 }
 
+type Handler = (c: Context, next: Next) => Response | Promise<Response>
+
 export function createApp({ config, policies, health, logger }: AppParts): Hono {
   const app = new Hono()
+  const logging = logger.enabled('info')
 
-  if (logger.enabled('info')) {
-    app.use(async (c, next) => {
-      const start = performance.now()
-      await next()
+  /**
+   * The route's handler, logging one access line per answer when LOG_LEVEL is info or below.
+   * A wrapper around each handler rather than a middleware: a middleware on every route costs
+   * about a fifth of the throughput, this costs a call.
+   */
+  const logged = (handler: Handler): Handler => {
+    if (!logging) {
+      return handler
+    }
+    const line = (c: Context, res: Response, start: number): Response => {
       logger.info('request', {
         method: c.req.method,
         path: c.req.path,
-        status: c.res.status,
+        status: res.status,
         ms: Math.round((performance.now() - start) * 100) / 100,
         // Unset on routes outside the limiter, such as /healthz.
         client: (c.var.rateLimit as RateLimitInfo | undefined)?.key,
       })
-    })
+      return res
+    }
+    return (c, next) => {
+      const start = performance.now()
+      const res = handler(c, next)
+      return res instanceof Response ? line(c, res, start) : res.then((r) => line(c, r, start))
+    }
   }
 
   // Neither calls memcached: both report what the store already knows (health.ts).
-  app.get('/healthz', (c) => c.json(health.report()))
-  app.get('/readyz', (c) => {
-    const report = health.report()
-    return c.json(report, report.ready ? 200 : 503)
-  })
+  app.get(
+    '/healthz',
+    logged((c) => c.json(health.report())),
+  )
+  app.get(
+    '/readyz',
+    logged((c) => {
+      const report = health.report()
+      return c.json(report, report.ready ? 200 : 503)
+    }),
+  )
 
   const limit = rateLimiter({
     ...(policies.length === 1
@@ -53,10 +75,10 @@ export function createApp({ config, policies, health, logger }: AppParts): Hono 
     logger,
   })
   // Wrapped around the handler (not app.use): the limiter's fastest path.
-  app.get(
-    '/',
-    limit.wrap((c) => c.text('Hello, world!')),
-  )
+  app.get('/', logged(limit.wrap((c) => c.text('Hello, world!')) as Handler))
+
+  const notFound = logged((c) => c.text('404 Not Found', 404))
+  app.notFound((c) => notFound(c, () => Promise.resolve()))
 
   app.onError((err, c) => {
     logger.error('unhandled error', { path: c.req.path, error: err.message })

@@ -27,6 +27,22 @@ export interface Logger {
 
 const noop = (): void => undefined
 
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 }
+
+/** A field's value as JSON; one that cannot be (a cycle, a BigInt) as its string. */
+function serialize(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean') {
+    return Number.isFinite(value) || typeof value === 'boolean' ? String(value) : 'null'
+  }
+  try {
+    // undefined for a function or a symbol
+    const json = JSON.stringify(value) as unknown
+    return typeof json === 'string' ? json : 'null'
+  } catch {
+    return JSON.stringify(String(value))
+  }
+}
+
 /**
  * Makes the logger. Lines go to stdout (fd 1) through pino's asynchronous destination, or to
  * `write` when given (tests), one call per line, each ending in a newline.
@@ -37,30 +53,48 @@ const noop = (): void => undefined
  * // {"level":"info","time":"2026-01-01T00:00:00.000Z","msg":"listening","port":3000}
  */
 export function createLogger(level: LogLevel, write?: (line: string) => void): Logger {
-  // Written once every line before it is: a process that exits without close() still gets
-  // what is buffered from pino's own exit hook (flushSync), all but a write already under way.
   const stdout = write === undefined ? pino.destination({ dest: 1, sync: false }) : undefined
-  const log = pino(
-    {
-      level,
-      // No pid and hostname on every line.
-      base: null,
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    stdout ?? { write: write ?? noop },
-  )
-  // The message goes in the object so that it comes before the fields (pino puts a message
-  // given apart after them).
+  if (stdout !== undefined) {
+    // What is buffered is written when the process exits without close() (pino's logger does
+    // the same with its destination), all but a write already under way.
+    process.once('exit', () => {
+      try {
+        stdout.flushSync()
+      } catch {
+        // a write under way, or stdout closed: nothing more can be done at exit
+      }
+    })
+  }
+  const write_ = stdout === undefined ? (write ?? noop) : (line: string) => stdout.write(line)
+  const rank = RANK[level]
+  const enabled = (at: Level): boolean => RANK[at] >= rank
+  // The line is built here rather than by pino's serializer: it is the access log's cost on
+  // every request, and its shape is fixed. The time string is made once per millisecond.
+  let lastMs = -1
+  let lastTime = ''
   const method = (at: Level) =>
-    log.isLevelEnabled(at)
+    enabled(at)
       ? (msg: string, fields?: Record<string, unknown>): void => {
-          log[at]({ msg, ...fields })
+          const ms = Date.now()
+          if (ms !== lastMs) {
+            lastMs = ms
+            lastTime = new Date(ms).toISOString()
+          }
+          let line = `{"level":"${at}","time":"${lastTime}","msg":${JSON.stringify(msg)}`
+          if (fields !== undefined) {
+            for (const key in fields) {
+              const value = fields[key]
+              if (value !== undefined) {
+                line += `,${JSON.stringify(key)}:${serialize(value)}`
+              }
+            }
+          }
+          write_(`${line}}\n`)
         }
       : noop
   return {
     level,
-    enabled: (at) => log.isLevelEnabled(at),
+    enabled,
     debug: method('debug'),
     info: method('info'),
     warn: method('warn'),
