@@ -41,7 +41,7 @@ export function createApp({ config, policies, health, logger }: AppParts): Hono 
         status: res.status,
         ms: Math.round((performance.now() - start) * 100) / 100,
         // Unset on routes outside the limiter, such as /healthz.
-        client: (c.var.rateLimit as RateLimitInfo | undefined)?.key,
+        client: (c.get('rateLimit') as RateLimitInfo | undefined)?.key,
       })
       return res
     }

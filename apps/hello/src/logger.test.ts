@@ -52,6 +52,27 @@ describe('createLogger', () => {
     expect(lines[1]).toMatch(/^\{"level":"warn","time":"[^"]+","msg":"memcached connection lost",/)
   })
 
+  it('writes valid JSON whatever the values hold: quotes, control characters, lone surrogates, cycles', () => {
+    const lines: string[] = []
+    const logger = createLogger('info', (line) => lines.push(line))
+    const cycle: Record<string, unknown> = {}
+    cycle.self = cycle
+    const odd = ['a"b', 'back\\slash', 'new\nline', '\u0000', '\ud800', 'é/ok', '😀']
+    logger.info('odd "message"\n', {
+      ...Object.fromEntries(odd.map((value, i) => [`k${i}`, value])),
+      nan: NaN,
+      big: 10n,
+      fn: () => 1,
+      cycle,
+    })
+    const parsed = JSON.parse(lines[0] as string) as Record<string, unknown>
+    expect(parsed.msg).toBe('odd "message"\n')
+    odd.forEach((value, i) => {
+      expect(parsed[`k${i}`]).toBe(value)
+    })
+    expect(parsed).toMatchObject({ nan: null, big: '10', fn: null, cycle: '[object Object]' })
+  })
+
   it('writes nothing below its level and says which levels it writes', () => {
     const lines: string[] = []
     const warn = createLogger('warn', (line) => lines.push(line))

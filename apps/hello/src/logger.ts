@@ -31,6 +31,10 @@ const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
 
 /** A field's value as JSON; one that cannot be (a cycle, a BigInt) as its string. */
 function serialize(value: unknown): string {
+  if (typeof value === 'string') {
+    // Most values (methods, paths, addresses) need no escaping.
+    return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`
+  }
   if (typeof value === 'number' || typeof value === 'boolean') {
     return Number.isFinite(value) || typeof value === 'boolean' ? String(value) : 'null'
   }
@@ -42,6 +46,10 @@ function serialize(value: unknown): string {
     return JSON.stringify(String(value))
   }
 }
+
+/** Characters a JSON string must escape (and lone surrogates, which JSON.stringify escapes). */
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
 
 /**
  * Makes the logger. Lines go to stdout (fd 1) through pino's asynchronous destination, or to
