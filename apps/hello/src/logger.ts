@@ -62,18 +62,40 @@ const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
  */
 export function createLogger(level: LogLevel, write?: (line: string) => void): Logger {
   const stdout = write === undefined ? pino.destination({ dest: 1, sync: false }) : undefined
+  // Lines of one turn of the event loop go to the destination together, at the end of the turn:
+  // one write call per turn instead of one per line (a request's line costs about a quarter as
+  // much). `flush` hands them over at once (close, exit).
+  let pending = ''
+  let scheduled = false
+  const flush = (): void => {
+    scheduled = false
+    if (pending !== '' && stdout !== undefined) {
+      stdout.write(pending)
+      pending = ''
+    }
+  }
   if (stdout !== undefined) {
     // What is buffered is written when the process exits without close() (pino's logger does
     // the same with its destination), all but a write already under way.
     process.once('exit', () => {
       try {
+        flush()
         stdout.flushSync()
       } catch {
         // a write under way, or stdout closed: nothing more can be done at exit
       }
     })
   }
-  const write_ = stdout === undefined ? (write ?? noop) : (line: string) => stdout.write(line)
+  const write_ =
+    stdout === undefined
+      ? (write ?? noop)
+      : (line: string): void => {
+          pending += line
+          if (!scheduled) {
+            scheduled = true
+            setImmediate(flush)
+          }
+        }
   const rank = RANK[level]
   const enabled = (at: Level): boolean => RANK[at] >= rank
   // The line is built here rather than by pino's serializer: it is the access log's cost on
@@ -119,6 +141,7 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
             stdout.once('close', done)
             stdout.once('error', done)
             try {
+              flush()
               // Waits for a write under way, writes the rest, then emits 'close' (fd 1 stays
               // open).
               stdout.end()
