@@ -91,6 +91,20 @@ describe('createLogger', () => {
     expect(warn.level).toBe('warn')
   })
 
+  it('drops a line logged after close(), never crashing the process', async () => {
+    const { code, stdout, stderr } = await runScript(
+      `const logger = createLogger('info')
+       logger.info('before')
+       await logger.close()
+       logger.info('after close')
+       setTimeout(() => process.exit(0), 100)`,
+      0,
+    )
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
+    expect(stdout).toMatch(/^\{"level":"info","time":"[^"]+","msg":"before"\}\n$/)
+  })
+
   it('writes every line logged before close() to stdout, even when stdout is slow to read', async () => {
     // About 4 MB: far more than a pipe holds, so writes are under way when close() is called.
     const { code, stdout, stderr } = await runScript(

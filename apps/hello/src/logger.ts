@@ -67,17 +67,30 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
   // much). `flush` hands them over at once (close, exit).
   let pending = ''
   let scheduled = false
+  /** Set by close(): lines logged after it are dropped (close is the last call). */
+  let closed = false
+  /** Set when close() gave up on a stdout that takes nothing (a reader that stopped). */
+  let abandoned = false
   const flush = (): void => {
     scheduled = false
-    if (pending !== '' && stdout !== undefined) {
-      stdout.write(pending)
+    if (pending !== '' && stdout !== undefined && !abandoned) {
+      const lines = pending
       pending = ''
+      try {
+        stdout.write(lines)
+      } catch {
+        // a destination that stopped (EPIPE, closed): the lines cannot be written anywhere
+      }
     }
   }
   if (stdout !== undefined) {
     // What is buffered is written when the process exits without close() (pino's logger does
     // the same with its destination), all but a write already under way.
     process.once('exit', () => {
+      if (abandoned) {
+        // close() gave up on a reader that stopped reading: a synchronous write would block
+        return
+      }
       try {
         flush()
         stdout.flushSync()
@@ -90,6 +103,9 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
     stdout === undefined
       ? (write ?? noop)
       : (line: string): void => {
+          if (closed) {
+            return
+          }
           pending += line
           if (!scheduled) {
             scheduled = true
@@ -137,11 +153,18 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
               clearTimeout(timer)
               resolve()
             }
-            const timer = setTimeout(done, timeoutMs)
+            const timer = setTimeout(() => {
+              // stdout does not take the lines (a reader that stopped reading): give them up,
+              // so that no exit hook (ours, pino's) blocks the exit on a full pipe.
+              abandoned = true
+              stdout.destroy()
+              done()
+            }, timeoutMs)
             stdout.once('close', done)
             stdout.once('error', done)
             try {
               flush()
+              closed = true
               // Waits for a write under way, writes the rest, then emits 'close' (fd 1 stays
               // open).
               stdout.end()

@@ -59,6 +59,16 @@ describe('the hello server', () => {
     expect(denied.headers.get('ratelimit-policy')).toBe('"default";q=2;w=60')
   })
 
+  it('warns at start when the bucket is a large part of the window, and not otherwise', async () => {
+    const fixed = await start({ RATE_WINDOW_SECONDS: '60', RATE_BUCKET_SECONDS: '60' })
+    await fixed.waitForOutput(
+      /"level":"warn".*"msg":"RATE_BUCKET_SECONDS equals RATE_WINDOW_SECONDS \(60\): this is a fixed window/,
+    )
+    const fine = await start({ RATE_WINDOW_SECONDS: '60', RATE_BUCKET_SECONDS: '6' })
+    expect((await fetch(fine.url)).status).toBe(200)
+    expect(fine.output()).not.toMatch(/RATE_BUCKET_SECONDS/)
+  })
+
   it('ignores X-Forwarded-For unless TRUST_PROXY is set', async () => {
     const direct = await start({ RATE_LIMIT: '1' })
     expect((await fetch(direct.url, { headers: { 'x-forwarded-for': '1.1.1.1' } })).status).toBe(

@@ -9,7 +9,7 @@ import type { MemcacheEvent } from '@slidelimit/store-memcache'
 import { MemoryStore } from '@slidelimit/store-memory'
 import { createApp } from './app.js'
 import { Health } from './health.js'
-import { EnvError, loadConfig } from './config.js'
+import { EnvError, bucketWarning, loadConfig } from './config.js'
 import type { Config } from './config.js'
 import { createLogger } from './logger.js'
 import type { Logger } from './logger.js'
@@ -114,6 +114,10 @@ try {
 }
 
 const logger = createLogger(config.logLevel)
+const coarse = bucketWarning(config)
+if (coarse !== undefined) {
+  logger.warn(coarse, { windowSeconds: config.windowSeconds, bucketSeconds: config.bucketSeconds })
+}
 let parts: ReturnType<typeof createStore>
 try {
   parts = createStore(config, logger)
