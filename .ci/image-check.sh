@@ -65,6 +65,8 @@ echo "--- starting the built app on Node $version with STORE_BACKEND=memcache on
 (cd "$out" && NODE_ENV=production PORT="$port" HOST=127.0.0.1 STORE_BACKEND=memcache \
   MEMCACHE_CONNECTION_STRING="127.0.0.1:$mport" LOG_LEVEL=info "$node_image" dist/main.js) > "$out/server.log" 2>&1 &
 apid=$!
+# The app too, if a check below fails before it is stopped.
+trap 'kill $apid $mpid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 50); do
   if node -e "fetch('http://127.0.0.1:$port/healthz').then(()=>process.exit(0),()=>process.exit(1))" 2>/dev/null; then break; fi
   sleep 0.1
