@@ -403,43 +403,40 @@ export function clientAddress({
     return key
   }
 
+  /**
+   * Whether to read one more entry to the left after `address`, the `index`-th from the right:
+   * with a hop count, until the hops-th entry (the leftmost, when there are fewer); with proxy
+   * ranges, while the entry is a trusted proxy (the client is the nearest that is not).
+   */
+  const further: (address: ipaddr.IPv4 | ipaddr.IPv6, index: number) => boolean =
+    trust.kind === 'hops'
+      ? (_, index) => index < trust.hops - 1
+      : (address) => trusted(trust.ranges, address)
+
   return (c) => {
     const header = c.req.header(proxyHeader)
     if (header === undefined || header.trim() === '') {
       return socketKey(c)
     }
-    let chosen: ipaddr.IPv4 | ipaddr.IPv6 | undefined
-    let bad: number | undefined
-    if (trust.kind === 'hops') {
-      // The connection is the nearest proxy; each trusted proxy appended the address it saw, so
-      // the client is the hops-th entry from the right (the leftmost, when there are fewer).
-      fromRight(header, proxyHeader, (text, index) => {
-        const address = text === undefined ? undefined : parseAddress(text)
-        if (address === undefined) {
-          bad = index
-          return false
-        }
-        chosen = address
-        return index < trust.hops - 1
-      })
-    } else {
+    if (trust.kind === 'list') {
       const socket = peerAddress(c)
       const peer = socket === undefined ? undefined : parseAddress(withoutZone(socket))
       if (peer === undefined || !trusted(trust.ranges, peer)) {
         // The connection does not come from a trusted proxy: its header means nothing.
         return socketKey(c)
       }
-      // The client is the nearest address that is not a trusted proxy.
-      fromRight(header, proxyHeader, (text, index) => {
-        const address = text === undefined ? undefined : parseAddress(text)
-        if (address === undefined) {
-          bad = index
-          return false
-        }
-        chosen = address
-        return trusted(trust.ranges, address)
-      })
     }
+    let chosen: ipaddr.IPv4 | ipaddr.IPv6 | undefined
+    let bad: number | undefined
+    fromRight(header, proxyHeader, (text, index) => {
+      const address = text === undefined ? undefined : parseAddress(text)
+      if (address === undefined) {
+        bad = index
+        return false
+      }
+      chosen = address
+      return further(address, index)
+    })
     if (bad !== undefined) {
       // A trusted proxy wrote it (the client's text lies further left): say so, use the socket.
       return ignore(c, `entry ${bad + 1} from the right is not an IP address`, header)

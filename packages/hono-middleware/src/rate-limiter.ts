@@ -621,8 +621,8 @@ export function rateLimiter<E extends Env = Env>(
   /** One policy, its decision at hand: the common case, kept lean. */
   const respondOne = (c: Context<E>, key: string, d: Decision, proceed: Proceed): Answer => {
     const policy = single as Policy
-    // Plain data, no cycle: the policy's entry is an object of its own (as many allocations as
-    // before, when `policies` was an empty array refilled with `info` itself).
+    // Plain data, no cycle: the policy's entry is an object of its own (one object more than
+    // when `policies` held `info` itself, which made `c.json(c.var.rateLimit)` throw).
     const shown: PolicyDecision = {
       allowed: d.allowed,
       limit: d.limit,
