@@ -35,14 +35,14 @@ export function createApp({ config, policies, health, logger }: AppParts): Hono 
       return handler
     }
     const line = (c: Context, res: Response, start: number): Response => {
-      logger.info('request', {
-        method: c.req.method,
-        path: c.req.path,
-        status: res.status,
-        ms: Math.round((performance.now() - start) * 100) / 100,
+      logger.request(
+        c.req.method,
+        c.req.path,
+        res.status,
+        Math.round((performance.now() - start) * 100) / 100,
         // Unset on routes outside the limiter, such as /healthz.
-        client: (c.get('rateLimit') as RateLimitInfo | undefined)?.key,
-      })
+        (c.get('rateLimit') as RateLimitInfo | undefined)?.key,
+      )
       return res
     }
     return (c, next) => {

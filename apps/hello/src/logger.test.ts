@@ -1,5 +1,5 @@
 // The logger's line shape, and that lines logged just before the process exits reach stdout
-// (pino's destination writes them asynchronously). The process tests run the built dist/.
+// (sonic-boom writes them asynchronously). The process tests run the built dist/.
 
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -9,11 +9,16 @@ import { startServer } from './server.test-helpers.js'
 
 const BUILT_LOGGER = new URL('../dist/logger.js', import.meta.url).href
 
-/** Runs `body` as an ES module with `createLogger` in scope; stdout is read `readDelayMs` late. */
+/**
+ * Runs `body` as an ES module with `createLogger` in scope; stdout is read `readDelayMs` late
+ * (never with Infinity). A script still running after `killAfterMs` is killed (code null).
+ */
 function runScript(
   body: string,
   readDelayMs = 0,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  killAfterMs = 20_000,
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+  const started = performance.now()
   const source = `import { createLogger } from ${JSON.stringify(BUILT_LOGGER)}\n${body}`
   const child = spawn(process.execPath, ['--input-type=module', '-e', source], {
     cwd: fileURLToPath(new URL('..', import.meta.url)),
@@ -23,13 +28,23 @@ function runScript(
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
   // A reader that starts late fills the pipe, so writes are still under way at exit.
   child.stdout.pause()
-  setTimeout(() => {
-    child.stdout.on('data', (d: Buffer) => stdout.push(d))
-    child.stdout.resume()
-  }, readDelayMs)
+  const reader = Number.isFinite(readDelayMs)
+    ? setTimeout(() => {
+        child.stdout.on('data', (d: Buffer) => stdout.push(d))
+        child.stdout.resume()
+      }, readDelayMs)
+    : undefined
+  const killer = setTimeout(() => child.kill('SIGKILL'), killAfterMs)
   return new Promise((resolve) => {
-    child.on('close', (code) => {
-      resolve({ code, stdout: Buffer.concat(stdout).toString(), stderr })
+    child.on('exit', (code) => {
+      clearTimeout(killer)
+      clearTimeout(reader)
+      const ms = performance.now() - started
+      // A pipe nobody reads holds what was written: drain it so that 'close' comes.
+      child.stdout.resume()
+      child.on('close', () => {
+        resolve({ code, stdout: Buffer.concat(stdout).toString(), stderr, ms })
+      })
     })
   })
 }
@@ -125,8 +140,85 @@ describe('createLogger', () => {
     expect(lines.at(-1)).toMatch(/"msg":"stopped"\}$/)
   })
 
+  it('exits on time when stdout is a pipe nobody reads: close() gives up, no write blocks the exit', async () => {
+    // About 4 MB into a pipe that holds 64 KB and is never read. A write blocked in one of
+    // libuv's threads would hold the exit forever (the SIGTERM that never ended).
+    const { code, stderr, ms } = await runScript(
+      `const logger = createLogger('info')
+       for (let i = 0; i < 40000; i++) logger.info('line', { i, pad: 'x'.repeat(60) })
+       await new Promise((done) => setTimeout(done, 300))
+       await logger.close(500)
+       process.exit(0)`,
+      Infinity,
+      10_000,
+    )
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
+    expect(ms).toBeLessThan(5_000)
+  })
+
+  it('exits on time without close() too, when the exit hook meets a full pipe', async () => {
+    const { code, stderr, ms } = await runScript(
+      `const logger = createLogger('info')
+       for (let i = 0; i < 40000; i++) logger.info('line', { i, pad: 'x'.repeat(60) })
+       await new Promise((done) => setTimeout(done, 300))
+       process.exit(4)`,
+      Infinity,
+      10_000,
+    )
+    expect(stderr).toBe('')
+    expect(code).toBe(4)
+    expect(ms).toBeLessThan(5_000)
+  })
+
+  it('holds at most 16 MB for a reader that stopped, then says how much it dropped', async () => {
+    // 64 MB of lines while nobody reads: memory stays bounded, the first lines are kept, and
+    // once the reader is back a warning counts the bytes dropped.
+    const { code, stdout, stderr } = await runScript(
+      `const logger = createLogger('info')
+       const pad = 'x'.repeat(1000)
+       for (let i = 0; i < 64000; i++) {
+         logger.info('line', { i, pad })
+         if (i % 1000 === 0) await new Promise((done) => setImmediate(done))
+       }
+       const held = process.memoryUsage().arrayBuffers
+       await new Promise((done) => setTimeout(done, 1500))
+       logger.info('after', { held })
+       await logger.close(5000)
+       process.exit(0)`,
+      1200,
+      20_000,
+    )
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
+    const lines = stdout
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+    expect(lines[0]).toMatchObject({ msg: 'line', i: 0 })
+    const kept = lines.filter((line) => line.msg === 'line')
+    expect(kept.length).toBeGreaterThan(10_000)
+    expect(kept.length).toBeLessThan(40_000)
+    // One warning, or a few if the reader came back while lines were still being logged.
+    const warnings = lines.filter((line) => String(line.msg).startsWith('log lines were dropped'))
+    expect(warnings.length).toBeGreaterThan(0)
+    expect(warnings.every((line) => line.level === 'warn')).toBe(true)
+    const bytesDropped = warnings.reduce((sum, line) => sum + (line.bytesDropped as number), 0)
+    // Every line not written was counted, to the byte.
+    const lineBytes = (i: number): number =>
+      Buffer.byteLength(
+        `{"level":"info","time":"2026-01-01T00:00:00.000Z","msg":"line","i":${i},"pad":""}\n`,
+      ) + 1000
+    const all = Array.from({ length: 64_000 }, (_, i) => lineBytes(i)).reduce((a, b) => a + b)
+    const written = kept.reduce((sum, line) => sum + lineBytes(line.i as number), 0)
+    expect(bytesDropped).toBe(all - written)
+    const after = lines.at(-1) as { msg: string; held: number }
+    expect(after.msg).toBe('after')
+    expect(after.held).toBeLessThan(40 * 1024 * 1024)
+  })
+
   it('writes what it holds when the process exits without close()', async () => {
-    // pino's exit hook writes the buffered lines synchronously (nothing is under way yet: the
+    // The exit hook writes the buffered lines synchronously (nothing is under way yet: the
     // first write starts after this tick).
     const { code, stdout } = await runScript(
       `const logger = createLogger('info')
@@ -149,5 +241,34 @@ describe('createLogger', () => {
       .map((line) => JSON.parse(line) as Record<string, unknown>)
     expect(lines.filter((line) => line.msg === 'request')).toHaveLength(200)
     expect(lines.slice(-2).map((line) => line.msg)).toEqual(['shutting down', 'stopped'])
+  })
+
+  it('the server stops on SIGTERM within a second or two while its stdout is not read', async () => {
+    const server = await startServer({ RATE_LIMIT: '1000000' })
+    // The reader stops; a few thousand access lines fill the socket's buffer and more wait.
+    server.process.stdout?.pause()
+    for (let round = 0; round < 40; round++) {
+      await Promise.all(Array.from({ length: 100 }, () => fetch(server.url).then((r) => r.text())))
+    }
+    const signalled = performance.now()
+    const exited = new Promise<number | null>((done) => server.process.once('exit', done))
+    server.process.kill('SIGTERM')
+    const code = await Promise.race([
+      exited,
+      new Promise<'hung'>((done) =>
+        setTimeout(() => {
+          done('hung')
+        }, 8_000),
+      ),
+    ])
+    const ms = performance.now() - signalled
+    server.process.stdout?.resume()
+    if (code === 'hung') {
+      server.process.kill('SIGKILL')
+    }
+    await server.stop()
+    expect(code).toBe(0)
+    // The drain has nothing in flight; close() gives stdout 1 s.
+    expect(ms).toBeLessThan(4_000)
   })
 })

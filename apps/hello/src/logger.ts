@@ -1,11 +1,15 @@
-// The server's leveled logger: one JSON object per line on stdout, written by pino through its
-// asynchronous destination (lines are buffered and written in batches off the request path).
+// The server's leveled logger: one JSON object per line on stdout, written through pino's
+// asynchronous destination, sonic-boom (lines are copied into a buffer and written in batches,
+// by libuv's thread pool, off the request path).
 //
 // A line reads `{"level":"info","time":"<ISO 8601>","msg":"request",...fields}`: the level as
 // its name, the time as an ISO string, the message, then the fields in the order given (fields
 // whose value is undefined are left out).
 
-import { pino } from 'pino'
+import { fstatSync } from 'node:fs'
+// sonic-boom is CommonJS: its class is a property of the module's default export.
+import sonicBoom from 'sonic-boom'
+import type { SonicBoom } from 'sonic-boom'
 import type { LogLevel } from './config.js'
 
 type Level = Exclude<LogLevel, 'silent'>
@@ -18,6 +22,11 @@ export interface Logger {
   warn(msg: string, fields?: Record<string, unknown>): void
   error(msg: string, fields?: Record<string, unknown>): void
   /**
+   * The access line, at info: the same line as `info('request', { method, path, status, ms,
+   * client })`, built without a fields object (it is written for every request).
+   */
+  request(method: string, path: string, status: number, ms: number, client?: string): void
+  /**
    * Writes every line logged so far, then stops writing: call it last, before `process.exit`.
    * Resolves once the lines are written, or after `timeoutMs` when stdout does not take them
    * (a reader that stopped reading). Defaults to 1000 ms.
@@ -26,6 +35,48 @@ export interface Logger {
 }
 
 const noop = (): void => undefined
+
+/** Milliseconds a line waits for others before the batch is written. */
+const FLUSH_MS = 10
+/** Bytes of lines written at once, without waiting for FLUSH_MS. */
+const FLUSH_BYTES = 64 * 1024
+/**
+ * Bytes the destination holds for a stdout that takes nothing (a reader that stopped) before
+ * it drops lines: the server's memory is not the log's buffer.
+ */
+const MAX_PENDING_BYTES = 16 * 1024 * 1024
+
+/** sonic-boom in its `contentMode: 'buffer'`, which writes bytes. */
+type Destination = Omit<SonicBoom, 'write'> & { write(data: Buffer): boolean }
+
+/**
+ * pino's asynchronous destination, sonic-boom, on fd 1, writing bytes (used without pino's
+ * wrapper, whose exit hook would wait for a full pipe). On a pipe or a socket (docker,
+ * systemd, a log shipper), fd 1 is made non-blocking first, as Node makes it for
+ * `process.stdout` (reading `process.stdout` is what does it): a write to a reader that stopped
+ * reading then fails with EAGAIN and is retried 100 ms later, instead of blocking one of
+ * libuv's threads in write(2), which Node's exit waits for (a SIGTERM that never ends).
+ */
+function openStdout(opts: { retry: () => boolean; onDrop: (data: Buffer) => void }): Destination {
+  try {
+    const stat = fstatSync(1)
+    if (stat.isFIFO() || stat.isSocket()) {
+      // Makes the stream (and the fd non-blocking); an EPIPE on it must not crash the process.
+      process.stdout.on('error', noop)
+    }
+  } catch {
+    // fd 1 closed: the destination reports it when it writes
+  }
+  const destination = new sonicBoom.SonicBoom({
+    dest: 1,
+    sync: false,
+    contentMode: 'buffer',
+    maxLength: MAX_PENDING_BYTES,
+    retryEAGAIN: opts.retry,
+  }) as unknown as Destination
+  destination.on('drop', opts.onDrop)
+  return destination
+}
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 }
 
@@ -52,7 +103,7 @@ function serialize(value: unknown): string {
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
 
 /**
- * Makes the logger. Lines go to stdout (fd 1) through pino's asynchronous destination, or to
+ * Makes the logger. Lines go to stdout (fd 1) through sonic-boom, or to
  * `write` when given (tests), one call per line, each ending in a newline.
  *
  * @example
@@ -61,41 +112,88 @@ const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
  * // {"level":"info","time":"2026-01-01T00:00:00.000Z","msg":"listening","port":3000}
  */
 export function createLogger(level: LogLevel, write?: (line: string) => void): Logger {
-  const stdout = write === undefined ? pino.destination({ dest: 1, sync: false }) : undefined
-  // Lines of one turn of the event loop go to the destination together, at the end of the turn:
-  // one write call per turn instead of one per line (a request's line costs about a quarter as
-  // much). `flush` hands them over at once (close, exit).
-  let pending = ''
-  let scheduled = false
-  /** Set by close(): lines logged after it are dropped (close is the last call). */
-  let closed = false
+  /** Set at exit: a write that would wait (a full pipe) is given up instead of retried. */
+  let exiting = false
   /** Set when close() gave up on a stdout that takes nothing (a reader that stopped). */
   let abandoned = false
-  const flush = (): void => {
-    scheduled = false
-    if (pending !== '' && stdout !== undefined && !abandoned) {
-      const lines = pending
-      pending = ''
-      try {
-        stdout.write(lines)
-      } catch {
-        // a destination that stopped (EPIPE, closed): the lines cannot be written anywhere
-      }
+  /** Bytes of lines dropped because stdout took nothing for too long, not yet reported. */
+  let dropped = 0
+  /** The batch that reports `dropped`, while it is handed over, and the count it says. */
+  let report: Buffer | undefined
+  let reported = 0
+  /** Bytes of the warning at the head of `report`. */
+  let reportHead = 0
+  const stdout =
+    write === undefined
+      ? openStdout({
+          retry: () => !exiting && !abandoned,
+          onDrop: (data) => {
+            // A dropped report leaves its count, and its lines, for the next one.
+            dropped += data === report ? reported + data.length - reportHead : data.length
+          },
+        })
+      : undefined
+  // Lines are copied as UTF-8 into `chunk`, and go to the destination together FLUSH_MS after
+  // the first of them, or when the chunk is full: one write for many requests' lines instead
+  // of one per line or per turn of the event loop (each write costs a hand-over to libuv's
+  // thread pool and a system call). `flush` hands them over at once (close, exit).
+  let chunk = Buffer.allocUnsafeSlow(write === undefined ? FLUSH_BYTES : 0)
+  let used = 0
+  let scheduled = false
+  let flushTimer: NodeJS.Timeout | undefined
+  /** Set by close(): lines logged after it are dropped (close is the last call). */
+  let closed = false
+  const hand = (bytes: Buffer): void => {
+    if (stdout === undefined || abandoned) {
+      return
+    }
+    try {
+      stdout.write(bytes)
+    } catch {
+      // a destination that stopped (EPIPE, closed): the lines cannot be written anywhere
     }
   }
+  const flush = (): void => {
+    scheduled = false
+    clearTimeout(flushTimer)
+    if (used === 0) {
+      return
+    }
+    let bytes = chunk.subarray(0, used)
+    // The destination keeps the bytes until they are written: the next lines go to a new chunk.
+    chunk = Buffer.allocUnsafeSlow(FLUSH_BYTES)
+    used = 0
+    if (dropped > 0) {
+      // Said at the head of the first batch stdout takes again; a dropped batch leaves the
+      // count for the next.
+      reported = dropped
+      dropped = 0
+      const warning = `{"level":"warn","time":"${new Date().toISOString()}","msg":"log lines were dropped: stdout took nothing while more than ${MAX_PENDING_BYTES} bytes waited","bytesDropped":${reported}}\n`
+      const head = Buffer.from(warning)
+      reportHead = head.length
+      bytes = report = Buffer.concat([head, bytes])
+    }
+    hand(bytes)
+    report = undefined
+  }
   if (stdout !== undefined) {
-    // What is buffered is written when the process exits without close() (pino's logger does
-    // the same with its destination), all but a write already under way.
+    stdout.on('error', () => {
+      // EPIPE (the reader closed the pipe), or a full pipe at exit: nothing more can be written
+      abandoned = true
+    })
+    // What is buffered is written when the process exits without close() (as pino's logger
+    // does), all but a write already under way. A pipe that stays full is given up (EAGAIN is
+    // not retried once exiting) rather than waited for.
     process.once('exit', () => {
+      exiting = true
       if (abandoned) {
-        // close() gave up on a reader that stopped reading: a synchronous write would block
         return
       }
       try {
         flush()
         stdout.flushSync()
       } catch {
-        // a write under way, or stdout closed: nothing more can be done at exit
+        // a write under way, a full pipe, or stdout closed: nothing more can be done at exit
       }
     })
   }
@@ -106,10 +204,19 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
           if (closed) {
             return
           }
-          pending += line
+          // A UTF-16 code unit takes at most 3 bytes in UTF-8.
+          if (line.length * 3 > FLUSH_BYTES - used) {
+            flush()
+            if (line.length * 3 > FLUSH_BYTES) {
+              hand(Buffer.from(line))
+              return
+            }
+          }
+          used += chunk.write(line, used)
           if (!scheduled) {
             scheduled = true
-            setImmediate(flush)
+            // unref: lines waiting do not keep the process alive; the exit hook writes them
+            flushTimer = setTimeout(flush, FLUSH_MS).unref()
           }
         }
   const rank = RANK[level]
@@ -118,15 +225,18 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
   // every request, and its shape is fixed. The time string is made once per millisecond.
   let lastMs = -1
   let lastTime = ''
+  const time = (): string => {
+    const ms = Date.now()
+    if (ms !== lastMs) {
+      lastMs = ms
+      lastTime = new Date(ms).toISOString()
+    }
+    return lastTime
+  }
   const method = (at: Level) =>
     enabled(at)
       ? (msg: string, fields?: Record<string, unknown>): void => {
-          const ms = Date.now()
-          if (ms !== lastMs) {
-            lastMs = ms
-            lastTime = new Date(ms).toISOString()
-          }
-          let line = `{"level":"${at}","time":"${lastTime}","msg":${JSON.stringify(msg)}`
+          let line = `{"level":"${at}","time":"${time()}","msg":${JSON.stringify(msg)}`
           if (fields !== undefined) {
             for (const key in fields) {
               const value = fields[key]
@@ -145,6 +255,14 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
     info: method('info'),
     warn: method('warn'),
     error: method('error'),
+    request: enabled('info')
+      ? (method, path, status, ms, client) => {
+          const tail = client === undefined ? '}\n' : `,"client":${serialize(client)}}\n`
+          write_(
+            `{"level":"info","time":"${time()}","msg":"request","method":${serialize(method)},"path":${serialize(path)},"status":${serialize(status)},"ms":${serialize(ms)}${tail}`,
+          )
+        }
+      : noop,
     close: (timeoutMs = 1000) =>
       stdout === undefined
         ? Promise.resolve()
@@ -155,7 +273,7 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
             }
             const timer = setTimeout(() => {
               // stdout does not take the lines (a reader that stopped reading): give them up,
-              // so that no exit hook (ours, pino's) blocks the exit on a full pipe.
+              // so that the exit hook does not wait for a full pipe.
               abandoned = true
               stdout.destroy()
               done()
