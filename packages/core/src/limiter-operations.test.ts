@@ -293,6 +293,42 @@ describe('decisions that overlap on a store answering with promises', () => {
     expect(outcomes).toEqual([['true'], ['true']])
   })
 
+  it('sends one decision at a time for a requester that is being denied, then denies from memory', async () => {
+    for (const windowSeconds of [60, 3600]) {
+      const { limiter, store, at } = setup(MapStore, { limit: 1, windowSeconds })
+      await limiter.consume('k')
+      const wave = async (ms: number): Promise<{ calls: number; waits: number[] }> => {
+        at(ms)
+        const before = store.calls
+        const decisions = await Promise.all(Array.from({ length: 64 }, () => limiter.consume('k')))
+        expect(decisions.every((d) => !d.allowed)).toBe(true)
+        return {
+          calls: store.calls - before,
+          waits: [...new Set(decisions.map((d) => d.retryAfterSeconds))],
+        }
+      }
+      // 64 at once from an admitted requester: each goes to the store (they count each other's
+      // increments, so none is remembered).
+      expect((await wave(10_000)).calls).toBeGreaterThanOrEqual(64)
+      // Now known as denied: one goes to the store, alone, and the 63 others wait for it (four
+      // calls: its counts were cached more than 5 s ago, so it takes its increment back and
+      // decides again on a fresh read, then rolls back).
+      const second = await wave(11_000)
+      expect(second.calls).toBeLessThanOrEqual(4)
+      expect(second.waits).toEqual([windowSeconds - 11])
+      // Remembered: no store call at all.
+      expect(await wave(12_000)).toEqual({ calls: 0, waits: [windowSeconds - 12] })
+    }
+  })
+
+  it('does not hold back an admitted requester: its decisions go to the store together', async () => {
+    const { limiter, store } = setup(MapStore, { limit: 100, windowSeconds: 60 })
+    const decisions = Promise.all(Array.from({ length: 10 }, () => limiter.consume('k')))
+    // Sent at once, not one after another.
+    expect(store.calls).toBe(10)
+    expect((await decisions).every((d) => d.allowed)).toBe(true)
+  })
+
   it('does not remember the inflated wait of denials that saw each other', async () => {
     const waits: number[] = []
     for (const { limiter, at } of [true, false].map((cached) =>

@@ -197,6 +197,12 @@ interface Entry {
    */
   started: number
   answered: number
+  /**
+   * Whether the last decision answered for this requester was a denial (and nothing was
+   * refunded since): while it is, one decision at a time goes to the store, and those that
+   * come meanwhile wait for it (see `#ahead`).
+   */
+  denying: boolean
   /** When the cached units were last read from nothing (the oldest data they hold). */
   readAt: number
   /** When the requester was last seen, in milliseconds. */
@@ -262,6 +268,14 @@ export class SlidingWindowLimiter {
   readonly #now: () => number
   readonly #bucketMs: number
   readonly #cache = new Map<string, Entry>()
+  /**
+   * For a requester being denied, the decision it has at the store (settled either way). A
+   * client hammering while blocked sends many requests at once; sent together, each would
+   * count the others' increments before their rollback, so no denial would be remembered and
+   * every request would cost a full decision. Queued behind one another, the next one is
+   * alone, its denial is remembered, and the rest are denied from memory.
+   */
+  readonly #ahead = new Map<Entry, Promise<void>>()
   /** Reused by synchronous decisions: the fine bucket's increment, then the coarse group's. */
   readonly #increments: SlotIncrement[]
 
@@ -362,7 +376,7 @@ export class SlidingWindowLimiter {
   }
 
   /** Sends a decision's plan to the store and decides on the reply. */
-  #run(plan: Plan | Decision): Decision | Promise<Decision> {
+  #run(plan: Plan | Decision, queue = true): Decision | Promise<Decision> {
     if (!('reads' in plan)) {
       return plan
     }
@@ -375,9 +389,16 @@ export class SlidingWindowLimiter {
         this.#settle(plan, values),
       )
     }
+    if (entry.denying && queue) {
+      const ahead = this.#ahead.get(entry)
+      if (ahead !== undefined) {
+        // Decided once the one ahead is answered: from memory if its denial was remembered.
+        return ahead.then(() => this.#run(this.#plan(plan.id, this.#now(), plan.limit)))
+      }
+    }
     plan.alone = entry.answered === entry.started
     plan.seq = ++entry.started
-    return this.#update(
+    const sent = this.#update(
       plan.key,
       plan.increments,
       plan.reads,
@@ -389,6 +410,16 @@ export class SlidingWindowLimiter {
         entry.answered++
       },
     )
+    if (entry.denying) {
+      const letGo = (): void => {
+        if (this.#ahead.get(entry) === settled) {
+          this.#ahead.delete(entry)
+        }
+      }
+      const settled: Promise<void> = sent.then(letGo, letGo)
+      this.#ahead.set(entry, settled)
+    }
+    return sent
   }
 
   /**
@@ -448,6 +479,7 @@ export class SlidingWindowLimiter {
     const entry = this.#cache.get(decision.id)
     if (entry !== undefined) {
       entry.deniedUntil = 0
+      entry.denying = false
       // A denial in flight read counts from before the refund: it must not be remembered.
       entry.started++
       entry.answered++
@@ -764,6 +796,7 @@ export class SlidingWindowLimiter {
         recheckAt: 0,
         started: 0,
         answered: 0,
+        denying: false,
         readAt: t,
         seen: t,
       }
@@ -874,6 +907,9 @@ export class SlidingWindowLimiter {
         leave = readTo[i] as number
       }
     }
+    if (entry !== undefined) {
+      entry.denying = false
+    }
     // Nothing older counted: the current bucket (or group, which ends with it) leaves first.
     return this.#admitted(plan.id, plan.t, b, sum, leave < 0 ? b : leave, plan.limit)
   }
@@ -931,7 +967,8 @@ export class SlidingWindowLimiter {
       }
       const back = increments.map(({ slot }) => ({ slot, amount: -1 }))
       const again = (): Decision | Promise<Decision> =>
-        this.#run(this.#plan(plan.id, t, plan.limit))
+        // The same decision going on: never queued behind itself.
+        this.#run(this.#plan(plan.id, t, plan.limit), false)
       if (this.store.updateSync !== undefined) {
         this.#updateSync(plan.key, back, NO_READS)
         return again()
@@ -952,6 +989,9 @@ export class SlidingWindowLimiter {
     const finish = (after: number[]): Decision => {
       const leave = wait.leaveAfter(after, rollback.length)
       const deniedUntil = (leave + this.buckets) * this.#bucketMs
+      if (entry !== undefined && this.#cache.get(plan.id) === entry) {
+        entry.denying = true
+      }
       if (
         entry !== undefined &&
         this.#cache.get(plan.id) === entry &&
