@@ -1,43 +1,17 @@
 // Adding header fields to a response, cheaply.
 //
-// @hono/node-server answers with a light Response that keeps [status, body, headers] until
-// someone asks for more; when `headers` is a plain object (or absent) it is handed to Node's
-// `writeHead` as it is. Building a `Headers` object (what `c.header()` does), or calling Node's
-// `setHeader`, costs several times more than the fields themselves. So where the response is
-// such a light one, the fields are added to its plain object; anywhere else they are set on
+// Building a `Headers` object (what `c.header()` does) costs several times more than the fields
+// themselves. So where the response is a light @hono/node-server one (node-server.ts), the
+// fields are added to its plain header object; anywhere else they are set on
 // `response.headers` (on a copy when those are immutable).
+
+import { lightParts } from './node-server.js'
 
 /** Header fields to add: name to value. */
 export type Fields = Record<string, string>
 
 /** What @hono/node-server sends for a body without a content type. */
 const DEFAULT_CONTENT_TYPE = 'text/plain; charset=UTF-8'
-/** Responses looked at for the light-response marker before giving up on finding one. */
-const LOOKS = 64
-
-let marker: symbol | null | undefined
-let looks = 0
-
-/** The [status, body, headers] of a light @hono/node-server response, when it is one. */
-function lightParts(res: Response): unknown[] | undefined {
-  if (marker === null) {
-    return undefined
-  }
-  if (marker === undefined) {
-    marker = Object.getOwnPropertySymbols(res).find((s) => s.description === 'cache')
-    if (marker === undefined) {
-      looks++
-      if (looks >= LOOKS) {
-        marker = null
-      }
-      return undefined
-    }
-  }
-  const parts = (res as unknown as Record<symbol, unknown>)[marker]
-  return Array.isArray(parts) && parts.length === 3 && typeof parts[0] === 'number'
-    ? (parts as unknown[])
-    : undefined
-}
 
 const DEFAULT_HEADERS: Fields = { 'content-type': DEFAULT_CONTENT_TYPE }
 
