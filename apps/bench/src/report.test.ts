@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { parseAutocannon, parseWrk } from './load.js'
-import { median, memcachedOps, memoryTable, summarise, table } from './report.js'
+import { median, memcachedOps, memoryTable, quantile, summarise, table } from './report.js'
 import type { Measurement } from './report.js'
 
 // Recorded from `wrk -t1 -c64 -d5s --latency -s hot.lua http://127.0.0.1:40123/`.
@@ -83,27 +83,45 @@ describe('summarise and table', () => {
     const x = rows.find((r) => r.server === 'x')
     expect(x).toMatchObject({
       medianRps: 900,
+      baseline: 'bare',
       ratio: 0.8,
       ratioMin: 0.5,
       ratioMax: 0.9,
       memcachedOpsPerRequest: 3,
     })
+    expect(x?.ratioQ1).toBeCloseTo(0.65, 10)
+    expect(x?.ratioQ3).toBeCloseTo(0.85, 10)
     expect(rows.find((r) => r.server === 'bare')?.ratio).toBe(1)
   })
 
   it('prints one Markdown row per scenario and server', () => {
     const text = table(summarise([m('bare', 0, 1000), m('x', 0, 900, { non2xx: 4500 })]))
     expect(text.split('\n')).toEqual([
-      '| scenario | server | req/s (median) | p99 ms | x bare (median) | x bare (min-max) | non-2xx | memcached ops/req |',
-      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-      '| hot client | bare | 1000 | 1.00 | 1.00 | 1.00-1.00 | 0% |  |',
-      '| hot client | x | 900 | 0.90 | 0.90 | 0.90-0.90 | 100% |  |',
+      '| scenario | server | req/s (median) | p99 ms | baseline | x baseline (median) | IQR | min-max | non-2xx | memcached ops/req |',
+      '| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
+      '| hot client | bare | 1000 | 1.00 | bare | 1.00 | 1.00-1.00 | 1.00-1.00 | 0% |  |',
+      '| hot client | x | 900 | 0.90 | bare | 0.90 | 0.90-0.90 | 0.90-0.90 | 100% |  |',
     ])
     expect(
       memoryTable([
         { limiter: 'a', requesters: 10, heapBytesPerRequester: 300, rssBytesPerRequester: 900 },
       ]),
     ).toContain('| a | 10 | 1 | 300 | 900 |')
+  })
+
+  it('pairs a server with its own baseline when told to', () => {
+    const rows = summarise(
+      [m('bare', 0, 1000), m('noop', 0, 800), m('use', 0, 720), m('other', 0, 500)],
+      (server) => (server === 'use' ? 'noop' : 'bare'),
+    )
+    expect(rows.find((r) => r.server === 'use')).toMatchObject({ baseline: 'noop', ratio: 0.9 })
+    expect(rows.find((r) => r.server === 'other')).toMatchObject({ baseline: 'bare', ratio: 0.5 })
+  })
+
+  it('takes quartiles between ranks', () => {
+    expect(quantile([1, 2, 3, 4, 5], 0.25)).toBe(2)
+    expect(quantile([4, 1, 3, 2], 0.75)).toBe(3.25)
+    expect(quantile([7], 0.25)).toBe(7)
   })
 
   it('takes medians of odd and even counts', () => {

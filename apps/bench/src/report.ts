@@ -17,8 +17,13 @@ export interface Row {
   server: string
   medianRps: number
   medianP99Ms: number
-  /** Median over rounds of rps / bare rps measured in the same round. */
+  /** The server this one is paired with, round by round. */
+  baseline: string
+  /** Median over rounds of rps / the baseline's rps measured in the same round. */
   ratio: number
+  /** Interquartile range of those ratios. */
+  ratioQ1: number
+  ratioQ3: number
   ratioMin: number
   ratioMax: number
   non2xxShare: number
@@ -35,18 +40,30 @@ export interface MemoryRow {
 }
 
 export function median(values: readonly number[]): number {
+  return quantile(values, 0.5)
+}
+
+/** The `q` quantile, interpolating between the closest ranks (numpy's default). */
+export function quantile(values: readonly number[], q: number): number {
   if (values.length === 0) {
     return NaN
   }
   const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+  const at = (sorted.length - 1) * q
+  const below = Math.floor(at)
+  const low = sorted[below] as number
+  const high = sorted[Math.min(below + 1, sorted.length - 1)] as number
+  return low + (high - low) * (at - below)
 }
 
-/** Summarises rounds into one row per scenario and server; ratios are paired by round. */
-export function summarise(measurements: readonly Measurement[], baseline = 'bare'): Row[] {
+/**
+ * Summarises rounds into one row per scenario and server; ratios are paired by round with the
+ * server's baseline (bare Hono unless `baselineOf` says otherwise).
+ */
+export function summarise(
+  measurements: readonly Measurement[],
+  baselineOf: (server: string) => string = () => 'bare',
+): Row[] {
   const rows: Row[] = []
   const groups = new Map<string, Measurement[]>()
   for (const m of measurements) {
@@ -55,6 +72,7 @@ export function summarise(measurements: readonly Measurement[], baseline = 'bare
   }
   for (const group of groups.values()) {
     const first = group[0] as Measurement
+    const baseline = baselineOf(first.server)
     const ratios = group.flatMap((m) => {
       const base = measurements.find(
         (b) => b.scenario === m.scenario && b.server === baseline && b.round === m.round,
@@ -70,7 +88,10 @@ export function summarise(measurements: readonly Measurement[], baseline = 'bare
       server: first.server,
       medianRps: median(group.map((m) => m.rps)),
       medianP99Ms: median(group.map((m) => m.p99Ms)),
+      baseline,
       ratio: median(ratios),
+      ratioQ1: quantile(ratios, 0.25),
+      ratioQ3: quantile(ratios, 0.75),
       ratioMin: Math.min(...ratios),
       ratioMax: Math.max(...ratios),
       non2xxShare: requests === 0 ? 0 : group.reduce((sum, m) => sum + m.non2xx, 0) / requests,
@@ -85,12 +106,12 @@ const fixed = (value: number, digits: number): string =>
 
 export function table(rows: readonly Row[]): string {
   const lines = [
-    '| scenario | server | req/s (median) | p99 ms | x bare (median) | x bare (min-max) | non-2xx | memcached ops/req |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| scenario | server | req/s (median) | p99 ms | baseline | x baseline (median) | IQR | min-max | non-2xx | memcached ops/req |',
+    '| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
   ]
   for (const r of rows) {
     lines.push(
-      `| ${r.scenario} | ${r.server} | ${Math.round(r.medianRps)} | ${fixed(r.medianP99Ms, 2)} | ${fixed(r.ratio, 2)} | ${fixed(r.ratioMin, 2)}-${fixed(r.ratioMax, 2)} | ${(r.non2xxShare * 100).toFixed(0)}% | ${r.memcachedOpsPerRequest === undefined ? '' : fixed(r.memcachedOpsPerRequest, 2)} |`,
+      `| ${r.scenario} | ${r.server} | ${Math.round(r.medianRps)} | ${fixed(r.medianP99Ms, 2)} | ${r.baseline} | ${fixed(r.ratio, 2)} | ${fixed(r.ratioQ1, 2)}-${fixed(r.ratioQ3, 2)} | ${fixed(r.ratioMin, 2)}-${fixed(r.ratioMax, 2)} | ${(r.non2xxShare * 100).toFixed(0)}% | ${r.memcachedOpsPerRequest === undefined ? '' : fixed(r.memcachedOpsPerRequest, 2)} |`,
     )
   }
   return lines.join('\n')

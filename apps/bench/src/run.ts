@@ -17,7 +17,7 @@ import { hasCommand, load, loadTool } from './load.js'
 import { MEMORY_LIMITERS } from './memory-limiters.js'
 import { memcachedOps, memoryTable, summarise, table } from './report.js'
 import type { Measurement, MemoryRow } from './report.js'
-import { SERVERS } from './servers.js'
+import { SERVERS, baselineOf, pathOf } from './servers.js'
 import type { ServerKind } from './servers.js'
 
 const quick = process.argv.includes('--quick')
@@ -70,7 +70,7 @@ function startServer(kind: ServerKind, limit: number, memcached: string): Promis
       out += d.toString()
       const match = /listening (\d+)/.exec(out)
       if (match !== null) {
-        resolve({ kind, url: `http://127.0.0.1:${match[1]}/`, child })
+        resolve({ kind, url: `http://127.0.0.1:${match[1]}${pathOf(kind)}`, child })
       }
     })
     child.on('exit', (code) => {
@@ -106,10 +106,31 @@ async function measureMemory(
   return JSON.parse(output.trim()) as MemoryRow
 }
 
+/**
+ * The installed version of `pkg`: the package.json above its entry point (most packages do not
+ * export their package.json, so it cannot be resolved directly).
+ */
 function versionOf(pkg: string): string {
   try {
-    const path = fileURLToPath(import.meta.resolve(`${pkg}/package.json`))
-    return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version
+    let dir = dirname(fileURLToPath(import.meta.resolve(pkg)))
+    for (;;) {
+      try {
+        const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+          name?: string
+          version?: string
+        }
+        if (manifest.name === pkg && manifest.version !== undefined) {
+          return manifest.version
+        }
+      } catch {
+        // no package.json here
+      }
+      const up = dirname(dir)
+      if (up === dir) {
+        return 'unknown'
+      }
+      dir = up
+    }
   } catch {
     return 'unknown'
   }
@@ -121,6 +142,11 @@ async function main(): Promise<void> {
   process.stderr.write(
     `bench: ${loadTool}, ${settings.rounds} round(s) of ${settings.seconds} s, ${settings.connections} connections, ${pin ? 'pinned with taskset' : 'not pinned'}\n`,
   )
+  // Progress: rounds measured so far, and the time left at the pace so far (the memory
+  // measurements after the rounds take about a minute more).
+  const total = SCENARIOS.length * settings.rounds * (SERVERS.length + HELLO_SERVERS.length)
+  let done = 0
+  const started = performance.now()
   try {
     for (const scenario of SCENARIOS) {
       const servers: Running[] = await Promise.all([
@@ -166,8 +192,10 @@ async function main(): Promise<void> {
                   memcachedOpsPerRequest: memcachedOps(before, after) / result.requests,
                 }),
             })
+            done++
+            const left = ((performance.now() - started) / done) * (total - done)
             process.stderr.write(
-              `  ${scenario.name} / ${server.kind} round ${round + 1}: ${Math.round(result.rps)} req/s\n`,
+              `  [${done}/${total}, about ${Math.ceil(left / 60_000)} min left] ${scenario.name} / ${server.kind} round ${round + 1}: ${Math.round(result.rps)} req/s\n`,
             )
           }
         }
@@ -192,15 +220,13 @@ async function main(): Promise<void> {
   // A requester that used its window: 100 requests in 100 different seconds.
   memory.push(await measureMemory('slidelimit-memory', settings.memoryRequesters / 10, 100))
 
-  const rows = summarise(measurements)
+  const rows = summarise(measurements, baselineOf)
   // The hello app's default configuration (access log on) against the same app with it off.
   const helloRows = summarise(
     measurements.filter((m) => m.server.startsWith('hello-')),
-    'hello-nolog',
+    () => 'hello-nolog',
   ).filter((row) => row.server === 'hello-default')
   const helloTable = table(helloRows)
-    .replace('x bare', 'x hello-nolog')
-    .replace('x bare', 'x hello-nolog')
   const report = `${table(rows)}\n\n${helloTable}\n\n${memoryTable(memory)}\n`
   process.stdout.write(report)
   const result = {

@@ -2,12 +2,12 @@
 // named by BENCH_SERVER. Every limiter keys requests by the x-client header, so every server
 // sees the same clients.
 //
-//   BENCH_SERVER  bare | slidelimit-memory | slidelimit-memory-noheaders |
-//                 slidelimit-memory-middleware | slidelimit-memcache | hono-rate-limiter |
-//                 rlf-memory | rlf-memcache
+//   BENCH_SERVER  one of servers.ts's SERVERS
 //
-// slidelimit runs as `limit.wrap(handler)` on the route (its fast path), and once as `app.use`
-// middleware (slidelimit-memory-middleware), as the other limiters do.
+// slidelimit runs as `limit.wrap(handler)` on the route (its fast path), and as `app.use`
+// middleware, as the other limiters do: `app.use('/', ...)` (slidelimit-memory-middleware) and
+// `app.use('/api/*', ...)` beside a route it does not cover (slidelimit-memory-use-api). Their
+// baselines, noop and noop-api, are the same apps with a middleware that only awaits `next()`.
 //   PORT, BENCH_LIMIT (per hour), BENCH_MEMCACHED (host:port)
 
 import { serve } from '@hono/node-server'
@@ -52,9 +52,17 @@ function limiterFor(kind: ServerKind, limit: number, memcached: string): Mount {
   switch (kind) {
     case 'bare':
       return undefined
+    case 'noop':
+    case 'noop-api':
+      return {
+        middleware: async (_c, next) => {
+          await next()
+        },
+      }
     case 'slidelimit-memory':
     case 'slidelimit-memory-noheaders':
-    case 'slidelimit-memory-middleware': {
+    case 'slidelimit-memory-middleware':
+    case 'slidelimit-memory-use-api': {
       const limiter = slidelimit({
         store: new MemoryStore(),
         limit,
@@ -62,7 +70,7 @@ function limiterFor(kind: ServerKind, limit: number, memcached: string): Mount {
         keyGenerator: key,
         headers: kind !== 'slidelimit-memory-noheaders',
       })
-      return kind === 'slidelimit-memory-middleware'
+      return kind === 'slidelimit-memory-middleware' || kind === 'slidelimit-memory-use-api'
         ? { middleware: limiter }
         : { wrap: limiter.wrap }
     }
@@ -111,7 +119,14 @@ export function buildApp(kind: ServerKind, limit: number, memcached: string): Ho
   const app = new Hono()
   const hello: Handler = (c) => c.text('Hello, world!')
   const mount = limiterFor(kind, limit, memcached)
-  if (mount === undefined) {
+  if (kind.endsWith('-api')) {
+    // The middleware covers /api/* only; GET / is a second route it does not cover.
+    if (mount !== undefined && 'middleware' in mount) {
+      app.use('/api/*', mount.middleware)
+    }
+    app.get('/api/hello', hello)
+    app.get('/', (c) => c.text('not limited'))
+  } else if (mount === undefined) {
     app.get('/', hello)
   } else if ('middleware' in mount) {
     app.use('/', mount.middleware)
