@@ -321,6 +321,62 @@ describe('decisions that overlap on a store answering with promises', () => {
     }
   })
 
+  it('queues a denied requester only behind a decision under the same limit', async () => {
+    const { limiter, store, at } = setup(MapStore, { limit: 1, windowSeconds: 60 })
+    await limiter.consume('k')
+    at(1000)
+    expect((await limiter.consume('k')).allowed).toBe(false)
+    at(7000) // past the 5 s recheck: the next one goes to the store
+    const before = store.calls
+    const ahead = limiter.consume('k')
+    const sameLimit = limiter.consume('k')
+    const otherLimit = limiter.consume('k', { limit: 3 })
+    // The one under another limit went at once; the one under the same limit waits.
+    expect(store.calls - before).toBe(2)
+    expect(await ahead).toMatchObject({ allowed: false })
+    // Decided after the one under limit 3 was counted: both counted requests must leave.
+    expect(await sameLimit).toMatchObject({ allowed: false, retryAfterSeconds: 60 })
+    expect(await otherLimit).toMatchObject({ allowed: true, limit: 3 })
+  })
+
+  it('lets a denied requester’s requests go to the store when the decision ahead never answers', async () => {
+    const { limiter, store, at } = setup(MapStore, { limit: 1, windowSeconds: 60 })
+    await limiter.consume('k')
+    at(1000)
+    expect((await limiter.consume('k')).allowed).toBe(false)
+    at(7000)
+    const update = store.update.bind(store)
+    let lost = true
+    store.update = (...args) => {
+      if (lost) {
+        lost = false
+        return new Promise(() => undefined) // a reply that never comes
+      }
+      return update(...args)
+    }
+    void limiter.consume('k')
+    const started = performance.now()
+    expect(await limiter.consume('k')).toMatchObject({ allowed: false })
+    // Released after about a second (AHEAD_WAIT_MS), not held forever.
+    expect(performance.now() - started).toBeLessThan(3000)
+  })
+
+  it('stops holding a denied requester back once a decision fails', async () => {
+    const { limiter, store, at } = setup(MapStore, { limit: 1, windowSeconds: 60 })
+    await limiter.consume('k')
+    at(1000)
+    expect((await limiter.consume('k')).allowed).toBe(false)
+    at(7000)
+    store.closed = true
+    await expect(limiter.consume('k')).rejects.toThrow()
+    store.closed = false
+    const before = store.calls
+    const decisions = Promise.all([limiter.consume('k'), limiter.consume('k')])
+    // Both sent at once: the failure ended the requester's denied state.
+    expect(store.calls - before).toBe(2)
+    expect((await decisions).map((d) => d.allowed)).toEqual([false, false])
+  })
+
   it('does not hold back an admitted requester: its decisions go to the store together', async () => {
     const { limiter, store } = setup(MapStore, { limit: 100, windowSeconds: 60 })
     const decisions = Promise.all(Array.from({ length: 10 }, () => limiter.consume('k')))

@@ -130,6 +130,12 @@ const NO_UNITS: readonly number[] = []
  * remembered at most this long after those counts were read.
  */
 const RECHECK_MS = 5000
+
+/**
+ * Milliseconds a denied requester's request waits for the decision ahead of it (see `#ahead`)
+ * before going to the store itself: a store that never answers holds nobody for long.
+ */
+const AHEAD_WAIT_MS = 1000
 /**
  * Cached settled counts are read again from the store after this, so that `remaining` on
  * admitted decisions shows a reset or refund made elsewhere (decisions never wait for it: only
@@ -209,6 +215,14 @@ interface Entry {
   seen: number
 }
 
+/** A denied requester's decision at the store, which its next requests wait for. */
+interface Ahead {
+  /** The limit it is decided under: only requests under the same limit wait for it. */
+  readonly limit: number
+  /** Settles when it is answered (either way), or after AHEAD_WAIT_MS. */
+  readonly done: Promise<void>
+}
+
 /** Counted units oldest first: the buckets each covers and its count. */
 interface Units {
   readonly from: number[]
@@ -275,7 +289,7 @@ export class SlidingWindowLimiter {
    * every request would cost a full decision. Queued behind one another, the next one is
    * alone, its denial is remembered, and the rest are denied from memory.
    */
-  readonly #ahead = new Map<Entry, Promise<void>>()
+  readonly #ahead = new Map<Entry, Ahead>()
   /** Reused by synchronous decisions: the fine bucket's increment, then the coarse group's. */
   readonly #increments: SlotIncrement[]
 
@@ -391,9 +405,10 @@ export class SlidingWindowLimiter {
     }
     if (entry.denying && queue) {
       const ahead = this.#ahead.get(entry)
-      if (ahead !== undefined) {
-        // Decided once the one ahead is answered: from memory if its denial was remembered.
-        return ahead.then(() => this.#run(this.#plan(plan.id, this.#now(), plan.limit)))
+      // Only behind a decision whose denial can answer this one from memory: sent alone (so
+      // it is remembered when denied) and under the same limit.
+      if (ahead !== undefined && ahead.limit === plan.limit) {
+        return ahead.done.then(() => this.#run(this.#plan(plan.id, this.#now(), plan.limit)))
       }
     }
     plan.alone = entry.answered === entry.started
@@ -408,16 +423,30 @@ export class SlidingWindowLimiter {
       },
       () => {
         entry.answered++
+        entry.denying = false
       },
     )
-    if (entry.denying) {
-      const letGo = (): void => {
-        if (this.#ahead.get(entry) === settled) {
-          this.#ahead.delete(entry)
-        }
+    if (entry.denying && plan.alone) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const ahead: Ahead = {
+        limit: plan.limit,
+        done: new Promise<void>((release) => {
+          const letGo = (): void => {
+            clearTimeout(timer)
+            if (this.#ahead.get(entry) === ahead) {
+              this.#ahead.delete(entry)
+            }
+            release()
+          }
+          sent.then(letGo, letGo)
+          // A store that never answers must not hold the requester's other requests: past
+          // AHEAD_WAIT_MS they go to the store themselves.
+          timer = setTimeout(letGo, AHEAD_WAIT_MS)
+          // unref where the runtime has it (Node, Bun; Deno's timers are numbers)
+          ;(timer as { unref?: () => void }).unref?.()
+        }),
       }
-      const settled: Promise<void> = sent.then(letGo, letGo)
-      this.#ahead.set(entry, settled)
+      this.#ahead.set(entry, ahead)
     }
     return sent
   }
