@@ -217,6 +217,31 @@ describe('createLogger', () => {
     expect(after.held).toBeLessThan(40 * 1024 * 1024)
   })
 
+  it('holds only the bytes of its lines for a stopped reader, however small each batch', async () => {
+    // One line per batch (a quiet server): each held batch must cost its own bytes, not a
+    // whole 64 KB chunk (300 batches held 19 MB that way).
+    const { code, stdout, stderr } = await runScript(
+      `const logger = createLogger('info')
+       for (let i = 0; i < 20000; i++) logger.info('fill', { i, pad: 'x'.repeat(60) })
+       await new Promise((done) => setTimeout(done, 100))
+       const base = process.memoryUsage().arrayBuffers
+       for (let i = 0; i < 300; i++) {
+         logger.info('quiet', { i })
+         await new Promise((done) => setTimeout(done, 11))
+       }
+       const held = process.memoryUsage().arrayBuffers - base
+       logger.info('held', { held })
+       await logger.close(5000)
+       process.exit(0)`,
+      4500,
+      20_000,
+    )
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
+    const last = JSON.parse(stdout.trimEnd().split('\n').at(-1) as string) as { held: number }
+    expect(last.held).toBeLessThan(4 * 1024 * 1024)
+  })
+
   it('writes what it holds when the process exits without close()', async () => {
     // The exit hook writes the buffered lines synchronously (nothing is under way yet: the
     // first write starts after this tick).

@@ -6,7 +6,7 @@
 // its name, the time as an ISO string, the message, then the fields in the order given (fields
 // whose value is undefined are left out).
 
-import { fstatSync } from 'node:fs'
+import { fstatSync, writeSync } from 'node:fs'
 // sonic-boom is CommonJS: its class is a property of the module's default export.
 import sonicBoom from 'sonic-boom'
 import type { SonicBoom } from 'sonic-boom'
@@ -123,11 +123,21 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
   let reported = 0
   /** Bytes of the warning at the head of `report`. */
   let reportHead = 0
+  /** Set while a write that met a full pipe waits to be tried again. */
+  let retrying = false
+  /** Bytes the destination took, and those it has written: lines end in the difference. */
+  let accepted = 0
+  let written = 0
   const stdout =
     write === undefined
       ? openStdout({
-          retry: () => !exiting && !abandoned,
+          retry: () => {
+            retrying = !exiting && !abandoned
+            return retrying
+          },
           onDrop: (data) => {
+            // Counted as taken by hand(), after this: not taken.
+            accepted -= data.length
             // A dropped report leaves its count, and its lines, for the next one.
             dropped += data === report ? reported + data.length - reportHead : data.length
           },
@@ -137,7 +147,7 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
   // the first of them, or when the chunk is full: one write for many requests' lines instead
   // of one per line or per turn of the event loop (each write costs a hand-over to libuv's
   // thread pool and a system call). `flush` hands them over at once (close, exit).
-  let chunk = Buffer.allocUnsafeSlow(write === undefined ? FLUSH_BYTES : 0)
+  const chunk = Buffer.allocUnsafeSlow(write === undefined ? FLUSH_BYTES : 0)
   let used = 0
   let scheduled = false
   let flushTimer: NodeJS.Timeout | undefined
@@ -149,6 +159,7 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
     }
     try {
       stdout.write(bytes)
+      accepted += bytes.length
     } catch {
       // a destination that stopped (EPIPE, closed): the lines cannot be written anywhere
     }
@@ -159,9 +170,10 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
     if (used === 0) {
       return
     }
-    let bytes = chunk.subarray(0, used)
-    // The destination keeps the bytes until they are written: the next lines go to a new chunk.
-    chunk = Buffer.allocUnsafeSlow(FLUSH_BYTES)
+    // A copy of the size of the lines: the destination keeps it until it is written (the chunk
+    // is 64 KB, and a batch of one line would hold all of it), and the chunk is used again.
+    let bytes = Buffer.allocUnsafeSlow(used)
+    chunk.copy(bytes, 0, 0, used)
     used = 0
     if (dropped > 0) {
       // Said at the head of the first batch stdout takes again; a dropped batch leaves the
@@ -176,17 +188,40 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
     hand(bytes)
     report = undefined
   }
+  /**
+   * Giving up on stdout: the last write may have stopped inside a line (a pipe takes part of a
+   * write); a newline, if the pipe takes one byte, ends it, so the next writer's first line
+   * (another process on the same pipe) is not glued to it.
+   */
+  const endCutLine = (): void => {
+    if (accepted > written) {
+      try {
+        writeSync(1, '\n')
+      } catch {
+        // the pipe is full: nothing can end the line
+      }
+    }
+  }
   if (stdout !== undefined) {
+    stdout.on('write', (n: number) => {
+      written += n
+      retrying = false
+    })
     stdout.on('error', () => {
       // EPIPE (the reader closed the pipe), or a full pipe at exit: nothing more can be written
       abandoned = true
     })
     // What is buffered is written when the process exits without close() (as pino's logger
     // does), all but a write already under way. A pipe that stays full is given up (EAGAIN is
-    // not retried once exiting) rather than waited for.
+    // not retried once exiting) rather than waited for; so is everything after a batch that
+    // waits to be tried again, which would otherwise leave a hole in the log.
     process.once('exit', () => {
       exiting = true
       if (abandoned) {
+        return
+      }
+      if (retrying) {
+        endCutLine()
         return
       }
       try {
@@ -194,6 +229,7 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
         stdout.flushSync()
       } catch {
         // a write under way, a full pipe, or stdout closed: nothing more can be done at exit
+        endCutLine()
       }
     })
   }
@@ -276,6 +312,7 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
               // so that the exit hook does not wait for a full pipe.
               abandoned = true
               stdout.destroy()
+              endCutLine()
               done()
             }, timeoutMs)
             stdout.once('close', done)
