@@ -6,10 +6,10 @@
 // its name, the time as an ISO string, the message, then the fields in the order given (fields
 // whose value is undefined are left out).
 
+import { EventEmitter } from 'node:events'
 import { fstatSync, writeSync } from 'node:fs'
 // sonic-boom is CommonJS: its class is a property of the module's default export.
 import sonicBoom from 'sonic-boom'
-import type { SonicBoom } from 'sonic-boom'
 import type { LogLevel } from './config.js'
 
 type Level = Exclude<LogLevel, 'silent'>
@@ -46,34 +46,85 @@ const FLUSH_BYTES = 64 * 1024
  */
 const MAX_PENDING_BYTES = 16 * 1024 * 1024
 
-/** sonic-boom in its `contentMode: 'buffer'`, which writes bytes. */
-type Destination = Omit<SonicBoom, 'write'> & { write(data: Buffer): boolean }
+/** What the logger writes through: sonic-boom in its `contentMode: 'buffer'`, or a pipe. */
+interface Destination extends EventEmitter {
+  write(data: Buffer): boolean
+  flushSync(): void
+  end(): void
+  destroy(): void
+}
 
 /**
- * pino's asynchronous destination, sonic-boom, on fd 1, writing bytes (used without pino's
- * wrapper, whose exit hook would wait for a full pipe). On a pipe or a socket (docker,
- * systemd, a log shipper), fd 1 is made non-blocking first, as Node makes it for
- * `process.stdout` (reading `process.stdout` is what does it): a write to a reader that stopped
- * reading then fails with EAGAIN and is retried 100 ms later, instead of blocking one of
- * libuv's threads in write(2), which Node's exit waits for (a SIGTERM that never ends).
+ * fd 1 as a pipe or a socket (docker, systemd, a log shipper), through `process.stdout`, a
+ * libuv stream: writes never block a thread, and a full pipe is written to again as soon as
+ * its reader takes more (sonic-boom, through libuv's thread pool, either blocks a thread in
+ * write(2), which Node's exit waits for, so a SIGTERM never ends while the reader has stopped,
+ * or on a non-blocking fd retries only every 100 ms, a few hundred KB a second). At most
+ * `maxLength` bytes wait; past that a write is dropped ('drop'). 'write' says how many bytes
+ * were written; 'close' comes once everything is written after end().
+ */
+class PipeDestination extends EventEmitter implements Destination {
+  readonly #stream = process.stdout
+  #destroyed = false
+  constructor(readonly maxLength: number) {
+    super()
+    this.#stream.on('error', (error: Error) => {
+      this.emit('error', error)
+    })
+  }
+  write(data: Buffer): boolean {
+    if (this.#destroyed) {
+      throw new Error('destination destroyed')
+    }
+    if (this.#stream.writableLength + data.length > this.maxLength) {
+      this.emit('drop', data)
+      return false
+    }
+    this.#stream.write(data, (error) => {
+      if (error === null || error === undefined) {
+        this.emit('write', data.length)
+      }
+    })
+    return true
+  }
+  /** Nothing: libuv wrote what the pipe took at once; what waits for a full pipe is lost. */
+  flushSync(): void {
+    // nothing to do
+  }
+  end(): void {
+    // Called back once everything before it is written.
+    this.#stream.write(Buffer.alloc(0), () => {
+      this.emit('close')
+    })
+  }
+  destroy(): void {
+    this.#destroyed = true
+    this.emit('close')
+  }
+}
+
+/**
+ * fd 1: a pipe or a socket through PipeDestination; a file or a terminal through pino's
+ * asynchronous destination, sonic-boom, writing bytes (used without pino's wrapper, whose exit
+ * hook would wait for stdout).
  */
 function openStdout(opts: { retry: () => boolean; onDrop: (data: Buffer) => void }): Destination {
+  let pipe = false
   try {
     const stat = fstatSync(1)
-    if (stat.isFIFO() || stat.isSocket()) {
-      // Makes the stream (and the fd non-blocking); an EPIPE on it must not crash the process.
-      process.stdout.on('error', noop)
-    }
+    pipe = stat.isFIFO() || stat.isSocket()
   } catch {
     // fd 1 closed: the destination reports it when it writes
   }
-  const destination = new sonicBoom.SonicBoom({
-    dest: 1,
-    sync: false,
-    contentMode: 'buffer',
-    maxLength: MAX_PENDING_BYTES,
-    retryEAGAIN: opts.retry,
-  }) as unknown as Destination
+  const destination: Destination = pipe
+    ? new PipeDestination(MAX_PENDING_BYTES)
+    : (new sonicBoom.SonicBoom({
+        dest: 1,
+        sync: false,
+        contentMode: 'buffer',
+        maxLength: MAX_PENDING_BYTES,
+        retryEAGAIN: opts.retry,
+      }) as unknown as Destination)
   destination.on('drop', opts.onDrop)
   return destination
 }
@@ -101,6 +152,8 @@ function serialize(value: unknown): string {
 /** Characters a JSON string must escape (and lone surrogates, which JSON.stringify escapes). */
 // eslint-disable-next-line no-control-regex -- control characters are what it looks for
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+
+/**
 
 /**
  * Makes the logger. Lines go to stdout (fd 1) through sonic-boom, or to
