@@ -1,6 +1,7 @@
-// The server's leveled logger: one JSON object per line on stdout, written through pino's
-// asynchronous destination, sonic-boom (lines are copied into a buffer and written in batches,
-// by libuv's thread pool, off the request path).
+// The server's leveled logger: one JSON object per line on stdout. Lines are copied into a
+// buffer and written in batches off the request path: to a pipe or a socket through
+// `process.stdout` (a libuv stream), to a file or a terminal through pino's destination,
+// sonic-boom.
 //
 // A line reads `{"level":"info","time":"<ISO 8601>","msg":"request",...fields}`: the level as
 // its name, the time as an ISO string, the message, then the fields in the order given (fields
@@ -105,26 +106,31 @@ class PipeDestination extends EventEmitter implements Destination {
 
 /**
  * fd 1: a pipe or a socket through PipeDestination; a file or a terminal through pino's
- * asynchronous destination, sonic-boom, writing bytes (used without pino's wrapper, whose exit
- * hook would wait for stdout).
+ * destination, sonic-boom, writing bytes (used without pino's wrapper, whose exit hook would
+ * wait for stdout).
  */
 function openStdout(opts: { retry: () => boolean; onDrop: (data: Buffer) => void }): Destination {
-  let pipe = false
+  // `retry`: whether a write that met EAGAIN (a non-blocking terminal) is tried again.
+  let kind: 'pipe' | 'file' | 'other' = 'other'
   try {
     const stat = fstatSync(1)
-    pipe = stat.isFIFO() || stat.isSocket()
+    kind = stat.isFIFO() || stat.isSocket() ? 'pipe' : stat.isFile() ? 'file' : 'other'
   } catch {
     // fd 1 closed: the destination reports it when it writes
   }
-  const destination: Destination = pipe
-    ? new PipeDestination(MAX_PENDING_BYTES)
-    : (new sonicBoom.SonicBoom({
-        dest: 1,
-        sync: false,
-        contentMode: 'buffer',
-        maxLength: MAX_PENDING_BYTES,
-        retryEAGAIN: opts.retry,
-      }) as unknown as Destination)
+  const destination: Destination =
+    kind === 'pipe'
+      ? new PipeDestination(MAX_PENDING_BYTES)
+      : (new sonicBoom.SonicBoom({
+          dest: 1,
+          // A file takes a batch at once (a copy into the page cache, every 10 ms at most):
+          // written on this thread, in order, with nothing under way when the process exits.
+          // A terminal can stop reading (Ctrl-S): written by libuv's thread pool.
+          sync: kind === 'file',
+          contentMode: 'buffer',
+          maxLength: MAX_PENDING_BYTES,
+          retryEAGAIN: opts.retry,
+        }) as unknown as Destination)
   destination.on('drop', opts.onDrop)
   return destination
 }
@@ -154,9 +160,7 @@ function serialize(value: unknown): string {
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
 
 /**
-
-/**
- * Makes the logger. Lines go to stdout (fd 1) through sonic-boom, or to
+ * Makes the logger. Lines go to stdout (fd 1), or to
  * `write` when given (tests), one call per line, each ending in a newline.
  *
  * @example
@@ -165,7 +169,7 @@ const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
  * // {"level":"info","time":"2026-01-01T00:00:00.000Z","msg":"listening","port":3000}
  */
 export function createLogger(level: LogLevel, write?: (line: string) => void): Logger {
-  /** Set at exit: a write that would wait (a full pipe) is given up instead of retried. */
+  /** Set at exit: a write that would wait (EAGAIN) is given up instead of retried. */
   let exiting = false
   /** Set when close() gave up on a stdout that takes nothing (a reader that stopped). */
   let abandoned = false
@@ -176,18 +180,13 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
   let reported = 0
   /** Bytes of the warning at the head of `report`. */
   let reportHead = 0
-  /** Set while a write that met a full pipe waits to be tried again. */
-  let retrying = false
   /** Bytes the destination took, and those it has written: lines end in the difference. */
   let accepted = 0
   let written = 0
   const stdout =
     write === undefined
       ? openStdout({
-          retry: () => {
-            retrying = !exiting && !abandoned
-            return retrying
-          },
+          retry: () => !exiting && !abandoned,
           onDrop: (data) => {
             // Counted as taken by hand(), after this: not taken.
             accepted -= data.length
@@ -258,23 +257,17 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
   if (stdout !== undefined) {
     stdout.on('write', (n: number) => {
       written += n
-      retrying = false
     })
     stdout.on('error', () => {
       // EPIPE (the reader closed the pipe), or a full pipe at exit: nothing more can be written
       abandoned = true
     })
-    // What is buffered is written when the process exits without close() (as pino's logger
-    // does), all but a write already under way. A pipe that stays full is given up (EAGAIN is
-    // not retried once exiting) rather than waited for; so is everything after a batch that
-    // waits to be tried again, which would otherwise leave a hole in the log.
+    // What is buffered is handed over when the process exits without close() (as pino's
+    // logger does): a file or a terminal writes it at once; a pipe takes what it has room
+    // for, and the rest, at the end of the log, is lost rather than waited for.
     process.once('exit', () => {
       exiting = true
       if (abandoned) {
-        return
-      }
-      if (retrying) {
-        endCutLine()
         return
       }
       try {
