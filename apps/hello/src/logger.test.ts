@@ -2,6 +2,9 @@
 // (sonic-boom writes them asynchronously). The process tests run the built dist/.
 
 import { spawn } from 'node:child_process'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { createLogger } from './logger.js'
@@ -65,6 +68,54 @@ describe('createLogger', () => {
     expect(first).toMatchObject({ level: 'info', msg: 'request', status: 200, ms: 0.42 })
     expect(new Date(first.time as string).toISOString()).toBe(first.time)
     expect(lines[1]).toMatch(/^\{"level":"warn","time":"[^"]+","msg":"memcached connection lost",/)
+  })
+
+  it('writes the access line from request() exactly as info() writes it', () => {
+    const lines: string[] = []
+    const logger = createLogger('info', (line) => lines.push(line))
+    const cases: [string, string, number, number, string | undefined][] = [
+      ['GET', '/', 200, 0.42, '203.0.113.7'],
+      ['POST', '/a"b\\c\n', 429, 12, undefined],
+      ['GET', '/\ud800', 503, NaN, '2001:db8::/56'],
+    ]
+    for (const [method, path, status, ms, client] of cases) {
+      logger.request(method, path, status, ms, client)
+      logger.info('request', { method, path, status, ms, client })
+    }
+    const withoutTime = (line: string): string => line.replace(/"time":"[^"]+"/, '')
+    for (let i = 0; i < lines.length; i += 2) {
+      expect(withoutTime(lines[i] as string)).toBe(withoutTime(lines[i + 1] as string))
+      expect(() => JSON.parse(lines[i] as string) as unknown).not.toThrow()
+    }
+    const silent: string[] = []
+    createLogger('warn', (line) => silent.push(line)).request('GET', '/', 200, 1)
+    expect(silent).toEqual([])
+  })
+
+  it('writes every line to a file, with close() and at an exit without it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'slidelimit-log-'))
+    try {
+      for (const ending of ['await logger.close()\nprocess.exit(0)', 'process.exit(0)']) {
+        const file = join(dir, 'out.log')
+        const fd = openSync(file, 'w')
+        const source = `import { createLogger } from ${JSON.stringify(BUILT_LOGGER)}
+          const logger = createLogger('info')
+          for (let i = 0; i < 20000; i++) logger.request('GET', '/' + i, 200, 0.5, 'c')
+          ${ending}`
+        const child = spawn(process.execPath, ['--input-type=module', '-e', source], {
+          stdio: ['ignore', fd, 'inherit'],
+        })
+        closeSync(fd)
+        expect(await new Promise((done) => child.on('exit', done))).toBe(0)
+        const lines = readFileSync(file, 'utf8').trimEnd().split('\n')
+        expect(lines).toHaveLength(20000)
+        lines.forEach((line, i) => {
+          expect((JSON.parse(line) as { path: string }).path).toBe(`/${i}`)
+        })
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('writes valid JSON whatever the values hold: quotes, control characters, lone surrogates, cycles', () => {
@@ -140,34 +191,22 @@ describe('createLogger', () => {
     expect(lines.at(-1)).toMatch(/"msg":"stopped"\}$/)
   })
 
-  it('exits on time when stdout is a pipe nobody reads: close() gives up, no write blocks the exit', async () => {
-    // About 4 MB into a pipe that holds 64 KB and is never read. A write blocked in one of
-    // libuv's threads would hold the exit forever (the SIGTERM that never ended).
+  // About 4 MB into a pipe that holds 64 KB and is never read. A write blocked in one of
+  // libuv's threads would hold the exit forever (the SIGTERM that never ended).
+  it.each([
+    ['close() gives up', 'await logger.close(500)\n       process.exit(0)', 0],
+    ['no close(): the exit hook meets a full pipe', 'process.exit(4)', 4],
+  ])('exits on time when stdout is a pipe nobody reads: %s', async (_, ending, exitCode) => {
     const { code, stderr, ms } = await runScript(
       `const logger = createLogger('info')
        for (let i = 0; i < 40000; i++) logger.info('line', { i, pad: 'x'.repeat(60) })
        await new Promise((done) => setTimeout(done, 300))
-       await logger.close(500)
-       process.exit(0)`,
+       ${ending}`,
       Infinity,
       10_000,
     )
     expect(stderr).toBe('')
-    expect(code).toBe(0)
-    expect(ms).toBeLessThan(5_000)
-  })
-
-  it('exits on time without close() too, when the exit hook meets a full pipe', async () => {
-    const { code, stderr, ms } = await runScript(
-      `const logger = createLogger('info')
-       for (let i = 0; i < 40000; i++) logger.info('line', { i, pad: 'x'.repeat(60) })
-       await new Promise((done) => setTimeout(done, 300))
-       process.exit(4)`,
-      Infinity,
-      10_000,
-    )
-    expect(stderr).toBe('')
-    expect(code).toBe(4)
+    expect(code).toBe(exitCode)
     expect(ms).toBeLessThan(5_000)
   })
 

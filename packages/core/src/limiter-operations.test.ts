@@ -321,12 +321,21 @@ describe('decisions that overlap on a store answering with promises', () => {
     }
   })
 
+  /**
+   * A requester denied at 1 s under limit 1 (remembered until 60 s), with the clock at 7 s:
+   * past the 5 s recheck, so its next request goes to the store.
+   */
+  async function deniedAtSeven() {
+    const made = setup(MapStore, { limit: 1, windowSeconds: 60 })
+    await made.limiter.consume('k')
+    made.at(1000)
+    expect((await made.limiter.consume('k')).allowed).toBe(false)
+    made.at(7000)
+    return made
+  }
+
   it('queues a denied requester only behind a decision under the same limit', async () => {
-    const { limiter, store, at } = setup(MapStore, { limit: 1, windowSeconds: 60 })
-    await limiter.consume('k')
-    at(1000)
-    expect((await limiter.consume('k')).allowed).toBe(false)
-    at(7000) // past the 5 s recheck: the next one goes to the store
+    const { limiter, store } = await deniedAtSeven()
     const before = store.calls
     const ahead = limiter.consume('k')
     const sameLimit = limiter.consume('k')
@@ -340,11 +349,7 @@ describe('decisions that overlap on a store answering with promises', () => {
   })
 
   it('lets a denied requester’s requests go to the store when the decision ahead never answers', async () => {
-    const { limiter, store, at } = setup(MapStore, { limit: 1, windowSeconds: 60 })
-    await limiter.consume('k')
-    at(1000)
-    expect((await limiter.consume('k')).allowed).toBe(false)
-    at(7000)
+    const { limiter, store } = await deniedAtSeven()
     const update = store.update.bind(store)
     let lost = true
     store.update = (...args) => {
@@ -362,11 +367,7 @@ describe('decisions that overlap on a store answering with promises', () => {
   })
 
   it('stops holding a denied requester back once a decision fails', async () => {
-    const { limiter, store, at } = setup(MapStore, { limit: 1, windowSeconds: 60 })
-    await limiter.consume('k')
-    at(1000)
-    expect((await limiter.consume('k')).allowed).toBe(false)
-    at(7000)
+    const { limiter, store } = await deniedAtSeven()
     store.closed = true
     await expect(limiter.consume('k')).rejects.toThrow()
     store.closed = false
