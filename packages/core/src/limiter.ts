@@ -122,7 +122,7 @@ const TTL_MARGIN_SECONDS = 5
 /** Idle entries examined for removal per new requester. */
 const SWEEP_PER_INSERT = 2
 /** An entry moves to the young end of the cache at most this often. */
-const TOUCH_EVERY_MS = 1000
+const TOUCH_EVERY_SECONDS = 1
 const NO_UNITS: readonly number[] = []
 /**
  * Other processes' resets and refunds reach decisions within this: a denial is decided only on
@@ -189,12 +189,11 @@ interface Entry {
   lo: number
   /** Bumped by every change of the cached units; a reply to an older version is not cached. */
   version: number
-  /** Milliseconds until which requests are denied from memory (0: none). */
-  deniedUntil: number
-  /** The limit the remembered denial was decided under; only that limit reuses it. */
-  deniedLimit: number
-  /** Milliseconds after which a remembered denial is checked against the store again. */
-  recheckAt: number
+  // Times are whole seconds since the epoch, not milliseconds: small whole numbers are held in
+  // the object itself, where a millisecond time takes a boxed number of its own (16 bytes each).
+  // Each is rounded the safe way.
+  /** The requester's denials: absent until it is first denied (most never are). */
+  denial: Denial | undefined
   /**
    * Decisions sent to the store for this requester (and refunds), and those answered (or
    * failed): a denial is remembered only when nothing overlapped it, because the counts it read
@@ -203,16 +202,26 @@ interface Entry {
    */
   started: number
   answered: number
+  /** When the cached units were last read from nothing (rounded down: never younger). */
+  readAt: number
+  /** When the requester was last seen (rounded down). */
+  seen: number
+}
+
+/** What a limiter remembers of a requester's denials (times in whole seconds, as in Entry). */
+interface Denial {
+  /** Until when requests are denied from memory (0: none); a bucket's end, so exact. */
+  until: number
+  /** The limit the remembered denial was decided under; only that limit reuses it. */
+  limit: number
+  /** After when a remembered denial is checked against the store again (rounded down). */
+  recheckAt: number
   /**
    * Whether the last decision answered for this requester was a denial (and nothing was
    * refunded since): while it is, one decision at a time goes to the store, and those that
    * come meanwhile wait for it (see `#ahead`).
    */
   denying: boolean
-  /** When the cached units were last read from nothing (the oldest data they hold). */
-  readAt: number
-  /** When the requester was last seen, in milliseconds. */
-  seen: number
 }
 
 /** A denied requester's decision at the store, which its next requests wait for. */
@@ -234,7 +243,7 @@ interface Units {
 interface Plan {
   readonly id: string
   readonly limit: number
-  /** The entry's `readAt` when the plan was made. */
+  /** The entry's `readAt` (seconds) when the plan was made. */
   readonly readAt: number
   readonly t: number
   readonly b: number
@@ -403,7 +412,7 @@ export class SlidingWindowLimiter {
         this.#settle(plan, values),
       )
     }
-    if (entry.denying && queue) {
+    if (entry.denial?.denying === true && queue) {
       const ahead = this.#ahead.get(entry)
       // Only behind a decision whose denial can answer this one from memory: sent alone (so
       // it is remembered when denied) and under the same limit.
@@ -423,10 +432,12 @@ export class SlidingWindowLimiter {
       },
       () => {
         entry.answered++
-        entry.denying = false
+        if (entry.denial !== undefined) {
+          entry.denial.denying = false
+        }
       },
     )
-    if (entry.denying && plan.alone) {
+    if (entry.denial?.denying === true && plan.alone) {
       let timer: ReturnType<typeof setTimeout> | undefined
       const ahead: Ahead = {
         limit: plan.limit,
@@ -507,8 +518,7 @@ export class SlidingWindowLimiter {
     const b = decision.bucket
     const entry = this.#cache.get(decision.id)
     if (entry !== undefined) {
-      entry.deniedUntil = 0
-      entry.denying = false
+      entry.denial = undefined
       // A denial in flight read counts from before the refund: it must not be remembered.
       entry.started++
       entry.answered++
@@ -606,16 +616,17 @@ export class SlidingWindowLimiter {
     // and a lowered one has a later retry time than the one remembered.
     // Forgotten when not reused: what this decision admits makes it wrong for the old limit too.
     // Checked again after RECHECK_MS, on a fresh read: a reset elsewhere may have ended it.
-    if (entry !== undefined && entry.deniedUntil > t) {
-      if (entry.deniedLimit === limit && t < entry.recheckAt) {
-        const wait = Math.max(1, Math.ceil((entry.deniedUntil - t) / 1000))
+    const denial = entry?.denial
+    if (denial !== undefined && denial.until * 1000 > t) {
+      if (denial.limit === limit && t < denial.recheckAt * 1000) {
+        const wait = Math.max(1, Math.ceil((denial.until * 1000 - t) / 1000))
         return this.#denied(id, wait, limit)
       }
       if (!peek) {
-        if (t >= entry.recheckAt) {
-          this.#forgetUnits(entry, t)
+        if (t >= denial.recheckAt * 1000) {
+          this.#forgetUnits(entry as Entry, t)
         }
-        entry.deniedUntil = 0
+        denial.until = 0
       }
     }
     const changingEnd = g === 0 ? b - 1 : current * g - 1
@@ -675,7 +686,7 @@ export class SlidingWindowLimiter {
     return {
       id,
       limit,
-      readAt: entry?.readAt ?? t,
+      readAt: entry?.readAt ?? Math.floor(t / 1000),
       t,
       b,
       lo,
@@ -792,6 +803,7 @@ export class SlidingWindowLimiter {
   /** The cached entry of `id`, brought up to time t, or a new one. */
   #entry(id: string, t: number, lo: number, settledTo: number): Entry {
     const cache = this.#cache
+    const second = Math.floor(t / 1000)
     let entry = cache.get(id)
     const epoch = this.store.epochOf?.(entry?.key ?? this.prefix + id)
     if (entry !== undefined) {
@@ -799,12 +811,12 @@ export class SlidingWindowLimiter {
         entry.epoch !== epoch ||
         lo < entry.lo ||
         settledTo < entry.settledTo ||
-        entry.deniedUntil - t > this.windowSeconds * 1000
+        (entry.denial?.until ?? 0) * 1000 - t > this.windowSeconds * 1000
       ) {
         // The store changed under us, or the clock went back: start again.
         cache.delete(id)
         entry = undefined
-      } else if (t - entry.seen >= TOUCH_EVERY_MS) {
+      } else if (second - entry.seen >= TOUCH_EVERY_SECONDS) {
         // Move to the young end, so that eviction drops the least recently seen first.
         cache.delete(id)
         cache.set(id, entry)
@@ -814,26 +826,23 @@ export class SlidingWindowLimiter {
       entry = {
         key: this.prefix + id,
         epoch,
-        units: [],
+        units: NO_UNITS,
         head: 0,
         sum: 0,
         settledTo: lo - 1,
         lo,
         version: 0,
-        deniedUntil: 0,
-        deniedLimit: 0,
-        recheckAt: 0,
+        denial: undefined,
         started: 0,
         answered: 0,
-        denying: false,
-        readAt: t,
-        seen: t,
+        readAt: second,
+        seen: second,
       }
       this.#sweep(t)
       cache.set(id, entry)
     }
-    entry.seen = t
-    if (t - entry.readAt >= REREAD_MS) {
+    entry.seen = second
+    if (t - entry.readAt * 1000 >= REREAD_MS) {
       // Settled counts may have fallen since (a reset or refund in another process).
       this.#forgetUnits(entry, t)
     }
@@ -867,14 +876,15 @@ export class SlidingWindowLimiter {
     entry.head = 0
     entry.sum = 0
     entry.settledTo = entry.lo - 1
-    entry.readAt = t
+    entry.readAt = Math.floor(t / 1000)
     entry.version++
   }
 
   /** Drops requesters idle for a whole window, and the oldest when the cache is full. */
   #sweep(t: number): void {
     const cache = this.#cache
-    const idle = t - this.windowSeconds * 1000 - this.graceMs
+    // Seen before this second: idle for longer than the window and its grace.
+    const idle = Math.floor((t - this.windowSeconds * 1000 - this.graceMs) / 1000)
     let examined = 0
     for (const [id, entry] of cache) {
       if (cache.size >= this.cacheSize || (examined < SWEEP_PER_INSERT && entry.seen < idle)) {
@@ -936,8 +946,8 @@ export class SlidingWindowLimiter {
         leave = readTo[i] as number
       }
     }
-    if (entry !== undefined) {
-      entry.denying = false
+    if (entry?.denial !== undefined) {
+      entry.denial.denying = false
     }
     // Nothing older counted: the current bucket (or group, which ends with it) leaves first.
     return this.#admitted(plan.id, plan.t, b, sum, leave < 0 ? b : leave, plan.limit)
@@ -986,7 +996,7 @@ export class SlidingWindowLimiter {
     if (
       entry !== undefined &&
       plan.cachedSum > 0 &&
-      t - plan.readAt >= RECHECK_MS &&
+      t - plan.readAt * 1000 >= RECHECK_MS &&
       this.#cache.get(plan.id) === entry
     ) {
       // Cached counts this old may miss a reset or refund made elsewhere: take our increment
@@ -1018,20 +1028,24 @@ export class SlidingWindowLimiter {
     const finish = (after: number[]): Decision => {
       const leave = wait.leaveAfter(after, rollback.length)
       const deniedUntil = (leave + this.buckets) * this.#bucketMs
-      if (entry !== undefined && this.#cache.get(plan.id) === entry) {
-        entry.denying = true
+      const denial =
+        entry === undefined || this.#cache.get(plan.id) !== entry
+          ? undefined
+          : (entry.denial ??= { until: 0, limit: 0, recheckAt: 0, denying: true })
+      if (denial !== undefined) {
+        denial.denying = true
       }
       if (
-        entry !== undefined &&
-        this.#cache.get(plan.id) === entry &&
+        denial !== undefined &&
         // Not when another decision or a refund overlapped this one (see Entry.started).
         plan.alone &&
-        entry.started === plan.seq
+        (entry as Entry).started === plan.seq
       ) {
-        entry.deniedUntil = deniedUntil
-        entry.deniedLimit = plan.limit
+        denial.until = (leave + this.buckets) * this.bucketSeconds
+        denial.limit = plan.limit
         // Cached counts in the plan were read at readAt; the rest now.
-        entry.recheckAt = (plan.cachedSum > 0 ? plan.readAt : t) + RECHECK_MS
+        denial.recheckAt =
+          (plan.cachedSum > 0 ? plan.readAt : Math.floor(t / 1000)) + RECHECK_MS / 1000
       }
       return this.#denied(plan.id, Math.max(1, Math.ceil((deniedUntil - t) / 1000)), plan.limit)
     }

@@ -30,6 +30,8 @@ export interface MemoryStoreOptions {
 const COUNT_SPAN = 2 ** 27
 /** Expiries (seconds after the record's creation) below this pack with a count. */
 const EXPIRY_SPAN = 2 ** 26
+/** `compactAt` of a record with no counter: a small integer on every platform. */
+const NEVER = 2 ** 30 - 1
 /** Counters a new record has room for. */
 const INITIAL_COUNTERS = 2
 
@@ -48,7 +50,11 @@ interface CounterRecord {
   timeBase: number
   /** The latest expiry of any counter, in seconds since the epoch: the record is dead after. */
   expiresAt: number
-  /** The earliest expiry of any counter, in seconds since the epoch: compaction is due after. */
+  /**
+   * The earliest expiry of any counter, in seconds after `timeBase` (NEVER when there is none):
+   * compaction is due after. Relative, so that it stays a small integer held in the record
+   * itself (Infinity or a large number would take a boxed number per record).
+   */
   compactAt: number
 }
 
@@ -138,7 +144,7 @@ export class MemoryStore implements Store {
     const nowSeconds = this.#now() / 1000
     const out = new Array<number>(increments.length + reads.length)
     let record = this.#records.get(key)
-    if (record !== undefined && record.compactAt <= nowSeconds) {
+    if (record !== undefined && record.compactAt + record.timeBase <= nowSeconds) {
       record = compact(record, nowSeconds) ? record : undefined
       if (record === undefined) {
         this.#records.delete(key)
@@ -153,7 +159,7 @@ export class MemoryStore implements Store {
           size: 0,
           timeBase: Math.floor(nowSeconds),
           expiresAt: 0,
-          compactAt: Infinity,
+          compactAt: NEVER,
         }
         this.#records.set(key, record)
       }
@@ -326,8 +332,8 @@ function add(record: CounterRecord, slot: number, amount: number, expiresAt: num
   if (expiresAt > record.expiresAt) {
     record.expiresAt = expiresAt
   }
-  if (expiresAt < record.compactAt) {
-    record.compactAt = expiresAt
+  if (expiresAt - record.timeBase < record.compactAt) {
+    record.compactAt = expiresAt - record.timeBase
   }
   return value
 }
@@ -337,7 +343,7 @@ function compact(record: CounterRecord, nowSeconds: number): boolean {
   const nowRelative = nowSeconds - record.timeBase
   const { data, stride } = record
   let kept = 0
-  let compactAt = Infinity
+  let compactAt = NEVER
   for (let i = 0; i < record.size; i++) {
     const expiry = expiryAt(record, i)
     if (expiry > nowRelative) {
@@ -345,7 +351,7 @@ function compact(record: CounterRecord, nowSeconds: number): boolean {
         data[kept * stride + k] = data[i * stride + k] as number
       }
       kept++
-      compactAt = Math.min(compactAt, expiry + record.timeBase)
+      compactAt = Math.min(compactAt, expiry)
     }
   }
   record.size = kept
