@@ -6,7 +6,7 @@ export {
   asStoreError,
   describeValue,
 } from './errors.js'
-export type { Store, SlotIncrement } from './store.js'
+export type { Store, SlotIncrement, StoreCell } from './store.js'
 export { SlidingWindowLimiter, createLimiter, coarseSlot } from './limiter.js'
 export type { LimiterOptions, Decision, DecideOptions } from './limiter.js'
 export { isLimiter, isStoreError } from './brand.js'

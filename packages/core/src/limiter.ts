@@ -24,7 +24,7 @@
 import { hash } from 'node:crypto'
 import { LIMITER_BRAND } from './brand.js'
 import { ConfigError, asStoreError, unsupported } from './errors.js'
-import type { SlotIncrement, Store } from './store.js'
+import type { SlotIncrement, Store, StoreCell } from './store.js'
 
 /** Options of {@link createLimiter}. */
 export interface LimiterOptions {
@@ -168,8 +168,8 @@ export function coarseSlot(group: number): number {
   return -1 - group
 }
 
-/** What this limiter knows about one requester. */
-interface Entry {
+/** What this limiter knows about one requester (and the store's cell for its key). */
+interface Entry extends StoreCell {
   /** The requester's key in the store (prefix + id), built once. */
   readonly key: string
   /** The store's epoch for this key when the cached values were read. */
@@ -404,7 +404,7 @@ export class SlidingWindowLimiter {
       return plan
     }
     if (this.store.updateSync !== undefined) {
-      return this.#settle(plan, this.#updateSync(plan.key, plan.increments, plan.reads))
+      return this.#settle(plan, this.#updateSync(plan.key, plan.increments, plan.reads, plan.entry))
     }
     const entry = plan.entry
     if (entry === undefined) {
@@ -470,6 +470,7 @@ export class SlidingWindowLimiter {
     key: string,
     increments: readonly SlotIncrement[],
     reads: readonly number[],
+    entry: Entry | undefined,
   ): number[] {
     try {
       return (this.store.updateSync as NonNullable<Store['updateSync']>)(
@@ -477,6 +478,7 @@ export class SlidingWindowLimiter {
         increments,
         reads,
         this.ttlSeconds,
+        entry,
       )
     } catch (error) {
       throw asStoreError(this.store.name, error)
@@ -725,7 +727,7 @@ export class SlidingWindowLimiter {
     if (this.groupSize !== 0) {
       ;(increments[1] as MutableIncrement).slot = coarseSlot(current)
     }
-    const values = this.#updateSync(entry.key, increments, NO_READS)
+    const values = this.#updateSync(entry.key, increments, NO_READS, entry)
     const sum = entry.sum + (values[increments.length - 1] ?? 0)
     if (sum > limit) {
       const plan: Plan = {
@@ -833,6 +835,7 @@ export class SlidingWindowLimiter {
         lo,
         version: 0,
         denial: undefined,
+        held: undefined,
         started: 0,
         answered: 0,
         readAt: second,
@@ -1009,7 +1012,7 @@ export class SlidingWindowLimiter {
         // The same decision going on: never queued behind itself.
         this.#run(this.#plan(plan.id, t, plan.limit), false)
       if (this.store.updateSync !== undefined) {
-        this.#updateSync(plan.key, back, NO_READS)
+        this.#updateSync(plan.key, back, NO_READS, plan.entry)
         return again()
       }
       return this.#update(plan.key, back, NO_READS, again)
@@ -1050,7 +1053,7 @@ export class SlidingWindowLimiter {
       return this.#denied(plan.id, Math.max(1, Math.ceil((deniedUntil - t) / 1000)), plan.limit)
     }
     if (this.store.updateSync !== undefined) {
-      return finish(this.#updateSync(plan.key, rollback, wait.reads))
+      return finish(this.#updateSync(plan.key, rollback, wait.reads, plan.entry))
     }
     return this.#update(plan.key, rollback, wait.reads, finish)
   }

@@ -11,6 +11,16 @@ export interface SlotIncrement {
   readonly amount: number
 }
 
+/**
+ * Room a caller of {@link Store.updateSync} keeps for one key (the limiter keeps one a
+ * requester) and passes with every call for that key and that store only: the store may keep
+ * there what finds the key's counters without a lookup, and must check it before use, since the
+ * key's counters may have been removed or expired since.
+ */
+export interface StoreCell {
+  held: unknown
+}
+
 /** Atomic counters shared by every limiter that uses the store. */
 export interface Store {
   /** A short name for logs and health reports, e.g. `memory` or `memcache`. */
@@ -47,6 +57,7 @@ export interface Store {
     increments: readonly SlotIncrement[],
     reads: readonly number[],
     ttlSeconds: number,
+    cell?: StoreCell,
   ): number[]
 
   /**

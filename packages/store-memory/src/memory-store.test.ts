@@ -67,6 +67,39 @@ describe('MemoryStore', () => {
     await store.close()
   })
 
+  it('answers through a cell only while its record is still the key’s', async () => {
+    let t = 2_000_000
+    const store = new MemoryStore({ now: () => t, sweepIntervalMs: 0 })
+    const one = [{ slot: 1, amount: 1 }]
+    const cell = { held: undefined as unknown }
+    const other = { held: undefined as unknown }
+    expect(store.updateSync('k', one, [], 60, cell)).toEqual([1])
+    // The same counters with the cell, without it, and through another cell.
+    expect(store.updateSync('k', one, [], 60, cell)).toEqual([2])
+    expect(store.updateSync('k', one, [], 60)).toEqual([3])
+    expect(store.updateSync('k', one, [], 60, other)).toEqual([4])
+    // Removed: the cell's record is not the key's any more.
+    await store.remove('k', [1])
+    expect(store.updateSync('k', one, [], 60, cell)).toEqual([1])
+    expect(store.updateSync('k', [], [1], 60, other)).toEqual([1])
+    expect(store.size).toBe(1)
+    // Swept while the counters had expired; then a new record for the key.
+    t += 61_000
+    expect(store.sweep()).toBe(1)
+    expect(store.updateSync('k', one, [], 60)).toEqual([1])
+    expect(store.updateSync('k', one, [], 60, cell)).toEqual([2])
+    expect(store.updateSync('k', [], [1], 60, other)).toEqual([2])
+    // Expired and touched through a cell: dropped, then counted afresh in the store.
+    t += 61_000
+    expect(store.updateSync('k', [], [1], 60, cell)).toEqual([0])
+    expect(store.size).toBe(0)
+    expect(store.updateSync('k', one, [], 60, other)).toEqual([1])
+    expect(store.updateSync('k', [], [1], 60)).toEqual([1])
+    expect(store.size).toBe(1)
+    await store.close()
+    expect(() => store.updateSync('k', one, [], 60, cell)).toThrow(/closed/)
+  })
+
   it('rejects bad options with a ConfigError naming the option', () => {
     expect(() => new MemoryStore({ sweepIntervalMs: -1 })).toThrow(/sweepIntervalMs/)
     expect(() => new MemoryStore({ sweepChunk: 0 })).toThrow(/sweepChunk/)

@@ -11,7 +11,7 @@
 // one unreferenced timer; there is no timer per key.
 
 import { ConfigError, StoreError } from '@slidelimit/core'
-import type { SlotIncrement, Store } from '@slidelimit/core'
+import type { SlotIncrement, Store, StoreCell } from '@slidelimit/core'
 
 /** Options of {@link MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -32,6 +32,8 @@ const COUNT_SPAN = 2 ** 27
 const EXPIRY_SPAN = 2 ** 26
 /** `compactAt` of a record with no counter: a small integer on every platform. */
 const NEVER = 2 ** 30 - 1
+/** The stride of a record no longer in the store. */
+const GONE = 0
 /** Counters a new record has room for. */
 const INITIAL_COUNTERS = 2
 
@@ -42,7 +44,7 @@ interface CounterRecord {
    * counters are spare room.
    */
   data: number[]
-  /** 2 while packed, 3 once wide. */
+  /** 2 while packed, 3 once wide; GONE once removed from the store (a cell may still hold it). */
   stride: number
   /** Counters in use. */
   size: number
@@ -137,17 +139,22 @@ export class MemoryStore implements Store {
     increments: readonly SlotIncrement[],
     reads: readonly number[],
     ttlSeconds: number,
+    cell?: StoreCell,
   ): number[] {
     if (this.#closed) {
       throw new StoreError(this.name, 'the store is closed')
     }
     const nowSeconds = this.#now() / 1000
     const out = new Array<number>(increments.length + reads.length)
-    let record = this.#records.get(key)
+    // The cell's record saves the lookup while it is still the key's (see `gone`).
+    let record = cell?.held as CounterRecord | undefined
+    if (record === undefined || record.stride === GONE) {
+      record = this.#records.get(key)
+    }
     if (record !== undefined && record.compactAt + record.timeBase <= nowSeconds) {
-      record = compact(record, nowSeconds) ? record : undefined
-      if (record === undefined) {
-        this.#records.delete(key)
+      if (!compact(record, nowSeconds)) {
+        this.#drop(key, record)
+        record = undefined
       }
     }
     for (let i = 0; i < increments.length; i++) {
@@ -168,7 +175,16 @@ export class MemoryStore implements Store {
     for (let i = 0; i < reads.length; i++) {
       out[increments.length + i] = record === undefined ? 0 : read(record, reads[i] as number)
     }
+    if (cell !== undefined) {
+      cell.held = record
+    }
     return out
+  }
+
+  /** Removes the record of `key`, marked gone for the cells that hold it. */
+  #drop(key: string, record: CounterRecord): void {
+    record.stride = GONE
+    this.#records.delete(key)
   }
 
   /** Removes every counter of `key` (whichever `slots` are asked for): its record goes. */
@@ -176,7 +192,10 @@ export class MemoryStore implements Store {
     if (this.#closed) {
       return Promise.reject(new StoreError(this.name, 'the store is closed'))
     }
-    this.#records.delete(key)
+    const record = this.#records.get(key)
+    if (record !== undefined) {
+      this.#drop(key, record)
+    }
     return Promise.resolve()
   }
 
@@ -196,7 +215,7 @@ export class MemoryStore implements Store {
       }
       const [key, record] = next.value
       if (record.expiresAt <= nowSeconds) {
-        this.#records.delete(key)
+        this.#drop(key, record)
         dropped++
       }
     }
@@ -214,7 +233,9 @@ export class MemoryStore implements Store {
     if (this.#timer !== undefined) {
       clearInterval(this.#timer)
     }
-    this.#records.clear()
+    for (const [key, record] of this.#records) {
+      this.#drop(key, record)
+    }
     this.#sweepCursor = undefined
     return Promise.resolve()
   }
