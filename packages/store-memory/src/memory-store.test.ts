@@ -100,6 +100,29 @@ describe('MemoryStore', () => {
     expect(() => store.updateSync('k', one, [], 60, cell)).toThrow(/closed/)
   })
 
+  it('reads expired counters as 0 and counts afresh in them while they await compaction', async () => {
+    let t = 3_000_000
+    const store = new MemoryStore({ now: () => t, sweepIntervalMs: 0 })
+    const slots = Array.from({ length: 40 }, (_, i) => i + 1)
+    for (const slot of slots) {
+      store.updateSync('k', [{ slot, amount: 2 }], [], 1000)
+    }
+    store.updateSync('k', [{ slot: 0, amount: 1 }], [], 10)
+    // Slot 0 expires and is compacted away; the next compaction waits 40 / 8 seconds past the
+    // others' expiry.
+    t += 11_000
+    expect(store.updateSync('k', [], [0, 1], 1000)).toEqual([0, 2])
+    t = 3_000_000 + 1_001_000
+    expect(store.updateSync('k', [], slots, 1000)).toEqual(slots.map(() => 0))
+    expect(store.updateSync('k', [{ slot: 5, amount: 3 }], [5, 6], 1000)).toEqual([3, 3, 0])
+    expect(store.updateSync('k', [{ slot: 6, amount: -1 }], [], 1000)).toEqual([0])
+    // The counters counted afresh live on after the compaction; the record stays.
+    t += 10_000
+    expect(store.updateSync('k', [], [4, 5, 6, 7], 1000)).toEqual([0, 3, 0, 0])
+    expect(store.size).toBe(1)
+    await store.close()
+  })
+
   it('rejects bad options with a ConfigError naming the option', () => {
     expect(() => new MemoryStore({ sweepIntervalMs: -1 })).toThrow(/sweepIntervalMs/)
     expect(() => new MemoryStore({ sweepChunk: 0 })).toThrow(/sweepChunk/)

@@ -6,9 +6,11 @@
 // and its count and expiry packed into one (expiry in whole seconds after the record's
 // creation, as memcached keeps expiries in whole seconds); a record whose values do not fit
 // the packing moves to three numbers a counter. Arrays grow by an eighth, so memory stays close
-// to what the counters need. Expired counters are dropped when their record is
-// next touched, and whole expired records by a sweep that walks the map a chunk at a time on
-// one unreferenced timer; there is no timer per key.
+// to what the counters need. Expired counters read as 0 at once, and are dropped when their
+// record is next touched after its compaction is due (an eighth of its counters' number of
+// seconds late, so that a long-lived record is not rewritten every second); whole expired
+// records go in a sweep that walks the map a chunk at a time on one unreferenced timer; there
+// is no timer per key.
 
 import { ConfigError, StoreError } from '@slidelimit/core'
 import type { SlotIncrement, Store, StoreCell } from '@slidelimit/core'
@@ -170,10 +172,17 @@ export class MemoryStore implements Store {
         }
         this.#records.set(key, record)
       }
-      out[i] = add(record, slot, amount, Math.ceil(nowSeconds + ttlSeconds))
+      out[i] = add(
+        record,
+        slot,
+        amount,
+        Math.ceil(nowSeconds + ttlSeconds),
+        nowSeconds - record.timeBase,
+      )
     }
     for (let i = 0; i < reads.length; i++) {
-      out[increments.length + i] = record === undefined ? 0 : read(record, reads[i] as number)
+      out[increments.length + i] =
+        record === undefined ? 0 : read(record, reads[i] as number, nowSeconds - record.timeBase)
     }
     if (cell !== undefined) {
       cell.held = record
@@ -292,9 +301,18 @@ function find(record: CounterRecord, slot: number): number {
   const { data, stride } = record
   let low = 0
   let high = record.size - 1
-  // Most lookups are for the newest slots, at the end.
-  if (high >= 0 && (data[high * stride] as number) < slot) {
-    return -(high + 1) - 1
+  // Most lookups are for the newest slots: the newest fine bucket at the end, and the newest
+  // coarse group (the lowest slot, as coarse slots count down) at the start. Checking both ends
+  // first spares a long-lived requester's binary search over an hour of counters.
+  if (high >= 0) {
+    const last = data[high * stride] as number
+    if (last <= slot) {
+      return last === slot ? high : -(high + 1) - 1
+    }
+    const first = data[0] as number
+    if (first >= slot) {
+      return first === slot ? 0 : -1
+    }
   }
   while (low <= high) {
     const mid = (low + high) >>> 1
@@ -310,25 +328,42 @@ function find(record: CounterRecord, slot: number): number {
   return -low - 1
 }
 
-function read(record: CounterRecord, slot: number): number {
+// Counters past their expiry may still be in a record until its next compaction (see
+// `compact`): `now` (seconds after the record's creation) tells reads and increments which.
+
+function read(record: CounterRecord, slot: number, now: number): number {
   const index = find(record, slot)
-  return index < 0 ? 0 : countAt(record, index)
+  return index < 0 || expiryAt(record, index) <= now ? 0 : countAt(record, index)
 }
 
-function add(record: CounterRecord, slot: number, amount: number, expiresAt: number): number {
+function add(
+  record: CounterRecord,
+  slot: number,
+  amount: number,
+  expiresAt: number,
+  now: number,
+): number {
   const index = find(record, slot)
   if (index >= 0 && record.stride === 2) {
     // The common case: add to the packed number in place.
     const at = index * 2 + 1
     const packed = record.data[at] as number
-    const count = packed - Math.floor(packed / COUNT_SPAN) * COUNT_SPAN
+    const expiry = Math.floor(packed / COUNT_SPAN)
+    const count = packed - expiry * COUNT_SPAN
     const value = Math.max(0, count + amount)
-    if (value < COUNT_SPAN) {
+    if (expiry > now && value < COUNT_SPAN) {
       record.data[at] = packed + (value - count)
       return value
     }
   }
   if (index >= 0) {
+    if (expiryAt(record, index) <= now) {
+      // Expired, not yet compacted away: a new counter in its place.
+      const value = Math.max(0, amount)
+      setCounter(record, index, value, expiresAt - record.timeBase)
+      noteExpiry(record, expiresAt)
+      return value
+    }
     const value = Math.max(0, countAt(record, index) + amount)
     setCounter(record, index, value, expiryAt(record, index))
     return value
@@ -350,16 +385,27 @@ function add(record: CounterRecord, slot: number, amount: number, expiresAt: num
   data[insertAt * stride] = slot
   record.size++
   setCounter(record, insertAt, value, expiresAt - record.timeBase)
+  noteExpiry(record, expiresAt)
+  return value
+}
+
+/** A counter of the record now expires at `expiresAt` (seconds since the epoch). */
+function noteExpiry(record: CounterRecord, expiresAt: number): void {
   if (expiresAt > record.expiresAt) {
     record.expiresAt = expiresAt
   }
   if (expiresAt - record.timeBase < record.compactAt) {
     record.compactAt = expiresAt - record.timeBase
   }
-  return value
 }
 
-/** Drops the expired counters of a record; returns false when none is left. */
+/**
+ * Drops the expired counters of a record; returns false when none is left. The next compaction
+ * is due an eighth of the kept counters' number of seconds after the earliest expiry: a
+ * requester active for a whole window expires a counter a second, and compacting its record
+ * (thousands of counters for an hour of one-second buckets) for each would cost more than all
+ * its decisions. Expired counters wait, read as 0, at most an eighth more memory.
+ */
 function compact(record: CounterRecord, nowSeconds: number): boolean {
   const nowRelative = nowSeconds - record.timeBase
   const { data, stride } = record
@@ -376,7 +422,7 @@ function compact(record: CounterRecord, nowSeconds: number): boolean {
     }
   }
   record.size = kept
-  record.compactAt = compactAt
+  record.compactAt = compactAt === NEVER ? NEVER : compactAt + (kept >> 3)
   if (kept * stride * 2 < data.length && data.length > INITIAL_COUNTERS * stride * 2) {
     // Give back what a long-lived requester no longer uses.
     record.data = roomFor(data, kept * stride, Math.max(kept, INITIAL_COUNTERS), stride)
