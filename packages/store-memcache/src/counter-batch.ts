@@ -56,13 +56,21 @@ export class CounterBatch implements Request {
   readonly #expiry: number
   readonly #outcome: Outcome
   #attempt = 0
-  /** Indexes (in #increments) of the increments sent in the current attempt, in order. */
-  #sent: number[] = []
+  // Made only when needed: most batches are sent once and answered with a value for each.
+  /**
+   * Indexes (in #increments) of the increments sent in the current attempt, in order; null
+   * for all of them (the first attempt).
+   */
+  #sent: readonly number[] | null = null
   #answered = 0
-  #again: number[] = []
-  #corrupt: string[] = []
-  /** Indexes of the increments memcached applied (to take back if the call fails). */
-  #counted: number[] = []
+  #again: number[] | undefined
+  #corrupt: string[] | undefined
+  /**
+   * The increments memcached applied (to take back if the call fails): indexes below 31 as
+   * bits, the others listed.
+   */
+  #countedBits = 0
+  #countedMore: number[] | undefined
   #failure: StoreError | undefined
   /** Read slots by memcached key, for the quiet gets' replies (which carry their key). */
   #readIndex: Map<string, number> | undefined
@@ -89,15 +97,20 @@ export class CounterBatch implements Request {
     this.#outcome = outcome
   }
 
-  /** Sends the increments at `indexes` (and, the first time, the reads) in one batch. */
-  send(indexes: number[]): void {
+  /**
+   * Sends the increments at `indexes` (null: all of them, and the reads: the first attempt) in
+   * one batch.
+   */
+  send(indexes: readonly number[] | null): void {
     this.#attempt++
     this.#sent = indexes
     this.#answered = 0
-    this.#again = []
+    this.#again = undefined
     const base = this.#base
     const requests: BatchRequest[] = []
-    for (const i of indexes) {
+    const sending = indexes ?? this.#increments.length
+    for (let n = 0; n < (typeof sending === 'number' ? sending : sending.length); n++) {
+      const i = typeof sending === 'number' ? n : (sending[n] as number)
       const { slot, amount } = this.#increments[i] as SlotIncrement
       // A decrement never creates its counter: a missing one has nothing to take back.
       requests.push({
@@ -138,7 +151,10 @@ export class CounterBatch implements Request {
       return true
     }
     if (opcode === Opcode.increment || opcode === Opcode.decrement) {
-      const index = this.#sent[this.#answered++]
+      const sent = this.#sent
+      const at = this.#answered++
+      const index =
+        sent === null ? (at < this.#increments.length ? at : undefined) : sent[at]
       if (index === undefined) {
         this.#failure ??= this.#error('memcached answered more counter operations than were sent')
         return false
@@ -148,16 +164,20 @@ export class CounterBatch implements Request {
       switch (outcome.kind) {
         case 'value':
           this.#outcome.values[index] = outcome.value
-          this.#counted.push(index)
+          if (index < 31) {
+            this.#countedBits |= 1 << index
+          } else {
+            ;(this.#countedMore ??= []).push(index)
+          }
           break
         case 'missing':
           this.#outcome.values[index] = 0
           break
         case 'lost-create-race':
-          this.#again.push(index)
+          ;(this.#again ??= []).push(index)
           break
         case 'not-a-number':
-          this.#corrupt.push(counter)
+          ;(this.#corrupt ??= []).push(counter)
           break
         case 'server-error':
           this.#failure ??= this.#error(
@@ -173,7 +193,7 @@ export class CounterBatch implements Request {
       if (at === undefined) {
         this.#failure ??= this.#error(`memcached answered a read of ${counter}, never asked`)
       } else if (value === undefined) {
-        this.#corrupt.push(counter)
+        ;(this.#corrupt ??= []).push(counter)
       } else {
         this.#outcome.values[at] = value
       }
@@ -195,14 +215,15 @@ export class CounterBatch implements Request {
    * still answers) and deleting the counters that held something not a number.
    */
   #finish(): void {
-    if (this.#answered !== this.#sent.length && this.#failure === undefined) {
+    const sent = this.#sent === null ? this.#increments.length : this.#sent.length
+    if (this.#answered !== sent && this.#failure === undefined) {
       this.#failure = this.#error('memcached answered fewer counter operations than were sent')
     }
     const server = this.#connection.server
     if (this.#failure !== undefined) {
       this.#takeBack()
       this.#outcome.reject(this.#failure)
-    } else if (this.#corrupt.length > 0) {
+    } else if (this.#corrupt !== undefined) {
       for (const counter of this.#corrupt) {
         this.#store.emit({ type: 'corrupt-counter', server, counter, key: this.#key })
       }
@@ -214,7 +235,7 @@ export class CounterBatch implements Request {
           `counter ${this.#corrupt.join(', ')} on ${server} held something that is not a number; deleted`,
         ),
       )
-    } else if (this.#again.length > 0) {
+    } else if (this.#again !== undefined) {
       const resent = this.#attempt < CREATE_ATTEMPTS
       for (const index of this.#again) {
         this.#store.emit({
@@ -253,8 +274,15 @@ export class CounterBatch implements Request {
    * increments memcached applied in this call counted; nothing waits for the answer.
    */
   #takeBack(): void {
-    const corrupt = this.#corrupt
-    const takeBack = this.#counted
+    const corrupt = this.#corrupt ?? []
+    const counted: number[] = []
+    for (let index = 0; index < Math.min(this.#increments.length, 31); index++) {
+      if ((this.#countedBits & (1 << index)) !== 0) {
+        counted.push(index)
+      }
+    }
+    counted.push(...(this.#countedMore ?? []))
+    const takeBack = counted
       .map((index) => this.#increments[index] as SlotIncrement)
       .filter(({ amount }) => amount > 0)
       .map(({ slot, amount }) => ({ counter: this.#base + String(slot), amount }))

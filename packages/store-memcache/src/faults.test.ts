@@ -250,6 +250,39 @@ describe.skipIf(!available)('MemcacheStore under faults', () => {
     }
   })
 
+  it('frames replies that arrive a byte at a time, or cut anywhere across packets', async () => {
+    proxy = await newProxy(memcached.address)
+    const { store: s, events } = store({ deadlineMs: 2000 })
+    expect(await s.update('drip', four, [], 60)).toEqual([1, 1, 1, 1])
+    // Increments, reads of counters that hold a value (quiet gets answer with key and value)
+    // and the closing no-op, in pieces of 1, 7 and 33 bytes; then several calls at once.
+    for (const [i, bytes] of [1, 7, 33].entries()) {
+      await proxy.set({ kind: 'trickle', bytes })
+      expect(await s.update('drip', one, [2, 3, 9], 60)).toEqual([2 + i, 1, 1, 0])
+      const many = await Promise.all(['p', 'q', 'r'].map((k) => s.update(`${k}${bytes}`, four, [1], 60)))
+      expect(many).toEqual([0, 1, 2].map(() => [1, 1, 1, 1, 1]))
+    }
+    await proxy.set({ kind: 'none' })
+    expect(await s.update('drip', one, [4], 60)).toEqual([5, 1])
+    expect(events.map((e) => e.type)).toEqual(['up'])
+  })
+
+  it('drops a socket whose reply cannot be framed, fails that call at once, and works on', async () => {
+    proxy = await newProxy(memcached.address)
+    const { store: s, events } = store()
+    expect(await s.update('garbled', four, [], 60)).toEqual([1, 1, 1, 1])
+    await proxy.set({ kind: 'garble' })
+    const garbled = await timed(() => s.update('garbled', four, [], 60))
+    expect(garbled.error).toBeInstanceOf(StoreError)
+    expect(String(garbled.error)).toMatch(/cannot be framed/)
+    expect(garbled.ms).toBeLessThan(DEADLINE_MS)
+    expect(await until(() => proxy.open === 0, BOUND_MS)).toBeLessThan(BOUND_MS)
+    // The garbled batch reached memcached: its counters are at 2.
+    expect(await s.update('garbled', one, [2], 60)).toEqual([3, 2])
+    expect(proxy.accepted).toBe(2)
+    expect(events.map((e) => e.type)).toEqual(['up', 'down', 'up'])
+  })
+
   it('fails a call within its deadline while memcached is slower, then answers at once', async () => {
     proxy = await newProxy(memcached.address)
     const { store: s, events } = store()

@@ -285,7 +285,7 @@ export class MemcacheStore implements Store {
           reject,
         },
       )
-      batch.send(increments.map((_, i) => i))
+      batch.send(null)
     })
   }
 

@@ -47,6 +47,16 @@ export type Fault =
    * create its counter.
    */
   | { kind: 'not-stored'; times: number; key?: string }
+  /**
+   * Every reply is forwarded `bytes` bytes at a time, each piece in a write of its own a
+   * millisecond after the one before (so that the client reads them apart), in order.
+   */
+  | { kind: 'trickle'; bytes: number }
+  /**
+   * The next reply packet is forwarded with a key longer than its body: a reply no client can
+   * frame. The packets after it pass. One-shot.
+   */
+  | { kind: 'garble' }
 
 /** A fault proxy, in this process or in a process of its own. */
 export interface FaultPath {
@@ -84,6 +94,22 @@ interface Link {
   clientGone: boolean
   /** A cut or reset under way: the packets (and bytes of the next) still to forward. */
   breaking?: { kind: 'cut' | 'reset'; packets: number; bytes: number }
+  /** Pieces of trickled replies still to write, in order; written one a millisecond. */
+  trickle: Buffer[]
+}
+
+/** Writes a link's trickled pieces, one a millisecond, until none is left. */
+function drip(link: Link): void {
+  const piece = link.trickle[0]
+  if (piece === undefined || link.client.destroyed) {
+    link.trickle = []
+    return
+  }
+  link.client.write(piece)
+  setTimeout(() => {
+    link.trickle.shift()
+    drip(link)
+  }, 1)
 }
 
 function replyNotStored(opaque: number): Buffer {
@@ -199,7 +225,23 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       }
       return
     }
+    if (current.kind === 'garble') {
+      fault = { kind: 'none' } // one-shot
+      const first = Buffer.from(packets[0] as Buffer)
+      first.writeUInt16BE(first.readUInt32BE(8) + 1, 2) // key length past the body
+      packets[0] = first
+    }
     const bytes = packets.length === 1 ? (packets[0] as Buffer) : Buffer.concat(packets)
+    if (current.kind === 'trickle') {
+      const idle = link.trickle.length === 0
+      for (let i = 0; i < bytes.length; i += current.bytes) {
+        link.trickle.push(bytes.subarray(i, i + current.bytes))
+      }
+      if (idle) {
+        drip(link)
+      }
+      return
+    }
     const delay = current.kind === 'delay' ? current.ms : 0
     const now = performance.now()
     if (delay === 0 && link.releaseAt <= now) {
@@ -228,6 +270,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       standIns: [],
       releaseAt: 0,
       clientGone: false,
+      trickle: [],
     }
     links.add(link)
     client.on('data', (data: Buffer) => {
