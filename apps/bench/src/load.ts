@@ -64,12 +64,12 @@ export function hasCommand(name: string): boolean {
 
 export const loadTool = hasCommand('wrk') ? 'wrk' : 'autocannon'
 
-function wrkScript(clients: number): string {
+export function wrkScript(clients: number): string {
   const path = join(tmpdir(), `slidelimit-bench-${process.pid}-${clients}.lua`)
   const lua =
     clients <= 1
       ? 'wrk.headers["x-client"] = "hot-client"\n'
-      : `local n = 0\nrequest = function()\n  n = (n + 1) % ${clients}\n  return wrk.format("GET", "/", { ["x-client"] = "client-" .. n })\nend\n`
+      : `local n = 0\nrequest = function()\n  n = (n + 1) % ${clients}\n  return wrk.format("GET", nil, { ["x-client"] = "client-" .. n })\nend\n`
   writeFileSync(path, lua)
   return path
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { parseAutocannon, parseWrk } from './load.js'
+import { readFileSync } from 'node:fs'
+import { parseAutocannon, parseWrk, wrkScript } from './load.js'
 import { median, memcachedOps, memoryTable, quantile, summarise, table } from './report.js'
 import type { Measurement } from './report.js'
 
@@ -39,6 +40,15 @@ describe('parseWrk', () => {
     expect(() => parseWrk('unable to connect to 127.0.0.1:1 Connection refused')).toThrow(
       /cannot parse/,
     )
+  })
+})
+
+describe('wrkScript', () => {
+  it('sends every client to the path of the URL wrk is given, not to /', () => {
+    const many = readFileSync(wrkScript(10_000), 'utf8')
+    expect(many).toContain('wrk.format("GET", nil,')
+    expect(many).toContain('% 10000')
+    expect(readFileSync(wrkScript(1), 'utf8')).not.toContain('wrk.format')
   })
 })
 

@@ -117,6 +117,44 @@ export function table(rows: readonly Row[]): string {
   return lines.join('\n')
 }
 
+/** Where one server's busy time went under one scenario (profile.ts). */
+export interface ProfileRow {
+  scenario: string
+  server: string
+  slidelimit: number
+  headers: number
+  gc: number
+  busyMs: number
+}
+
+const percent = (share: number): string => `${(share * 100).toFixed(1)}%`
+
+/**
+ * The profile shares, each slidelimit server beside its baseline's: the response head and the
+ * garbage collector cost something in every app, so what slidelimit adds to them is the
+ * difference.
+ */
+export function profileTable(
+  rows: readonly ProfileRow[],
+  baselineOf: (server: string) => string,
+): string {
+  const lines = [
+    '| scenario | server | slidelimit code | response head | GC | baseline | its head | its GC |',
+    '| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |',
+  ]
+  for (const r of rows) {
+    if (!r.server.startsWith('slidelimit')) {
+      continue
+    }
+    const baseline = baselineOf(r.server)
+    const base = rows.find((b) => b.scenario === r.scenario && b.server === baseline)
+    lines.push(
+      `| ${r.scenario} | ${r.server} | ${percent(r.slidelimit)} | ${percent(r.headers)} | ${percent(r.gc)} | ${baseline} | ${base === undefined ? '-' : percent(base.headers)} | ${base === undefined ? '-' : percent(base.gc)} |`,
+    )
+  }
+  return lines.join('\n')
+}
+
 export function memoryTable(rows: readonly MemoryRow[]): string {
   const lines = [
     '| memory limiter | requesters | requests each | heap bytes/requester | RSS bytes/requester |',
