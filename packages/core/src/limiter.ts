@@ -17,10 +17,7 @@
 // list of non-zero units), so that a decision in steady state sends only its two increments and
 // reads at most one still-changing coarse group and one newly settled one. A requester seen for
 // the first time costs one read of its whole window (about 2 * sqrt(n) counters, 119 for an hour
-// of one-second buckets). A coarse group at the window's old edge is partly out of the window:
-// the fewer of its fine counters are read, those that have left (their sum comes off the
-// group's count; a client that keeps asking reads a bucket or two as each leaves) or those still
-// in (which replace the group).
+// of one-second buckets); a coarse group reaching the window's old edge is read in detail once.
 // A denial is remembered until its exact retry time, and repeated requests until then are denied
 // from memory with no store traffic: counts only fall while nothing is admitted.
 
@@ -263,14 +260,8 @@ interface Plan {
   readonly head: number
   /** Sum of the cached units counted in the window. */
   readonly cachedSum: number
-  /**
-   * Reads about the first cached unit (a coarse group at the old edge): its fine counters still
-   * in the window, which replace it; or, when `trim` is not -1, those that have left it, whose
-   * sum comes off its count (see `#edge`).
-   */
+  /** Reads that replace the first cached unit (a coarse group at the old edge) in detail. */
   readonly expand: number
-  /** The count of the unit the `expand` reads trim, or -1 when they replace it. */
-  readonly trim: number
   /** Reads of settled counters to cache once the reply comes (after the `expand` reads). */
   readonly settle: number
   /** The bucket `settledTo` becomes when the settled reads are cached. */
@@ -665,25 +656,19 @@ export class SlidingWindowLimiter {
     const readTo: number[] = []
     let cachedSum = 0
     let expand = 0
-    let trim = -1
     let from = lo
     if (entry !== undefined) {
       cachedSum = entry.sum
       const units = entry.units
       const h = entry.head
       if (h < units.length && (units[h] as number) < lo) {
-        // A coarse group straddles the old edge. Read the fewer of its fine counters: those that
-        // have left the window (their sum comes off the group's count: a client that keeps
-        // asking reads a bucket or two as each leaves, not the group's 60 at once), or those
-        // still in it (which replace the group).
-        const left = units[h] as number
+        // A coarse group straddles the old edge: read the part still in the window in detail.
         const to = units[h + 1] as number
         cachedSum -= units[h + 2] as number
-        if (lo - left <= to - lo + 1) {
-          trim = units[h + 2] as number
-          this.#pushFine(reads, readFrom, readTo, left, lo - 1)
-        } else {
-          this.#pushFine(reads, readFrom, readTo, lo, to)
+        for (let j = lo; j <= to; j++) {
+          reads.push(j)
+          readFrom.push(j)
+          readTo.push(j)
         }
         expand = reads.length
       }
@@ -716,7 +701,6 @@ export class SlidingWindowLimiter {
       head: entry?.head ?? 0,
       cachedSum,
       expand,
-      trim,
       settle,
       settledTo,
       increments,
@@ -762,7 +746,6 @@ export class SlidingWindowLimiter {
         head: entry.head,
         cachedSum: entry.sum,
         expand: 0,
-        trim: -1,
         settle: 0,
         settledTo: entry.settledTo,
         increments: increments.map(({ slot }) => ({ slot, amount: 1 })),
@@ -794,15 +777,6 @@ export class SlidingWindowLimiter {
   }
 
   /** Lists reads covering buckets from .. to: whole coarse groups where possible, else fine. */
-  /** Lists fine counters `from` to `to`. */
-  #pushFine(reads: number[], readFrom: number[], readTo: number[], from: number, to: number): void {
-    for (let j = from; j <= to; j++) {
-      reads.push(j)
-      readFrom.push(j)
-      readTo.push(j)
-    }
-  }
-
   #pushRange(
     reads: number[],
     readFrom: number[],
@@ -942,12 +916,8 @@ export class SlidingWindowLimiter {
   #settle(plan: Plan, values: number[]): Decision | Promise<Decision> {
     const { entry, increments, reads, readTo, b, expand } = plan
     const first = increments.length
-    const edge = expand === 0 ? NO_UNITS : this.#edge(plan, values)
     let sum = plan.cachedSum + (values[first - 1] ?? 0)
-    for (let e = 2; e < edge.length; e += 3) {
-      sum += edge[e] as number
-    }
-    for (let i = first + expand; i < values.length; i++) {
+    for (let i = first; i < values.length; i++) {
       sum += values[i] ?? 0
     }
     if (
@@ -964,7 +934,12 @@ export class SlidingWindowLimiter {
 
     // Admitted. More quota frees up when the oldest counted unit leaves: the first non-zero one
     // of the expanded edge, the cached units, the other reads, the current group.
-    let leave = edge.length > 0 ? (edge[1] as number) : -1
+    let leave = -1
+    for (let i = 0; i < expand && leave < 0; i++) {
+      if ((values[first + i] ?? 0) > 0) {
+        leave = readTo[i] as number
+      }
+    }
     const cachedHead = expand > 0 ? plan.head + 3 : plan.head
     if (leave < 0 && cachedHead < plan.units.length) {
       leave = plan.units[cachedHead + 1] as number
@@ -981,46 +956,20 @@ export class SlidingWindowLimiter {
     return this.#admitted(plan.id, plan.t, b, sum, leave < 0 ? b : leave, plan.limit)
   }
 
-  /**
-   * The units (flat [from, to, count] triples, count > 0) that replace the coarse group at the
-   * old edge, from a plan's `expand` reads: its fine counters still in the window; or, trimmed,
-   * the part of the group still in the window with the counts that left taken off.
-   */
-  #edge(plan: Plan, values: number[]): number[] {
-    const { expand, readFrom, readTo, trim } = plan
-    const first = plan.increments.length
-    const units: number[] = []
-    if (trim >= 0) {
-      let left = 0
-      for (let i = 0; i < expand; i++) {
-        left += values[first + i] ?? 0
-      }
-      // Only a reset or refund elsewhere between the reads could make it negative.
-      const count = trim - left
-      if (count > 0) {
-        units.push((readTo[expand - 1] as number) + 1, plan.units[plan.head + 1] as number, count)
-      }
-      return units
-    }
-    for (let i = 0; i < expand; i++) {
-      const value = values[first + i] ?? 0
-      if (value > 0) {
-        units.push(readFrom[i] as number, readTo[i] as number, value)
-      }
-    }
-    return units
-  }
-
   /** Caches the settled values a reply brought (the entry has not changed since the plan). */
   #cacheReads(entry: Entry, plan: Plan, values: number[]): void {
     const { expand, settle, readFrom, readTo } = plan
     const first = plan.increments.length
     const old = entry.units
-    // What replaces the coarse group that straddled the old edge.
-    const units: number[] = expand === 0 ? [] : this.#edge(plan, values)
+    const units: number[] = []
     let sum = 0
-    for (let e = 2; e < units.length; e += 3) {
-      sum += units[e] as number
+    for (let i = 0; i < expand; i++) {
+      // The non-zero fine counters replacing the coarse group that straddled the old edge.
+      const value = values[first + i] ?? 0
+      if (value > 0) {
+        units.push(readFrom[i] as number, readTo[i] as number, value)
+        sum += value
+      }
     }
     for (let h = expand > 0 ? entry.head + 3 : entry.head; h < old.length; h += 3) {
       units.push(old[h] as number, old[h + 1] as number, old[h + 2] as number)
@@ -1116,11 +1065,10 @@ export class SlidingWindowLimiter {
     const from: number[] = []
     const to: number[] = []
     const count: number[] = []
-    const edge = expand === 0 ? NO_UNITS : this.#edge(plan, values)
-    for (let e = 0; e < edge.length; e += 3) {
-      from.push(edge[e] as number)
-      to.push(edge[e + 1] as number)
-      count.push(edge[e + 2] as number)
+    for (let i = 0; i < expand; i++) {
+      from.push(readFrom[i] as number)
+      to.push(readTo[i] as number)
+      count.push(values[first + i] ?? 0)
     }
     for (let h = expand > 0 ? plan.head + 3 : plan.head; h < units.length; h += 3) {
       from.push(units[h] as number)
