@@ -15,7 +15,7 @@
 // that one call is decided as the failure mode says, and the breaker stays closed.
 
 import { ConfigError, StoreError, StoreKeyError, asStoreError, unsupported } from './errors.js'
-import type { SlotIncrement, Store } from './store.js'
+import type { SlotIncrement, Store, StoreCell } from './store.js'
 
 /** The primary store is failing and the failure mode is `closed`. */
 export class StoreUnavailableError extends StoreError {
@@ -278,11 +278,13 @@ export class FailoverStore implements Store {
     return Math.max(breaker.epoch, this.#keyEpochs.get(key) ?? 0)
   }
 
+  /** `cell` goes to the primary only (see StoreCell: one store per cell). */
   update(
     key: string,
     increments: readonly SlotIncrement[],
     reads: readonly number[],
     ttlSeconds: number,
+    cell?: StoreCell,
   ): Promise<number[]> {
     let breaker = this.#single
     let answer: Promise<number[]>
@@ -292,7 +294,7 @@ export class FailoverStore implements Store {
         this.#maybeProbe(breaker)
         return this.#instead(undefined, key, increments, reads, ttlSeconds)
       }
-      answer = this.#withDeadline(this.primary.update(key, increments, reads, ttlSeconds))
+      answer = this.#withDeadline(this.primary.update(key, increments, reads, ttlSeconds, cell))
     } catch (error) {
       return this.#failed(breaker, error, key, increments, reads, ttlSeconds)
     }

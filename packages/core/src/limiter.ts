@@ -381,7 +381,9 @@ export class SlidingWindowLimiter {
     if (!('reads' in plan)) {
       return plan
     }
-    return this.#update(plan.key, [], plan.reads, (values) => this.#peeked(plan, values))
+    return this.#update(plan.key, [], plan.reads, plan.entry, (values) =>
+      this.#peeked(plan, values),
+    )
   }
 
   /**
@@ -408,7 +410,7 @@ export class SlidingWindowLimiter {
     }
     const entry = plan.entry
     if (entry === undefined) {
-      return this.#update(plan.key, plan.increments, plan.reads, (values) =>
+      return this.#update(plan.key, plan.increments, plan.reads, undefined, (values) =>
         this.#settle(plan, values),
       )
     }
@@ -426,6 +428,7 @@ export class SlidingWindowLimiter {
       plan.key,
       plan.increments,
       plan.reads,
+      entry,
       (values) => {
         entry.answered++
         return this.#settle(plan, values)
@@ -493,15 +496,18 @@ export class SlidingWindowLimiter {
     key: string,
     increments: readonly SlotIncrement[],
     reads: readonly number[],
+    entry: Entry | undefined,
     next: (values: number[]) => T | Promise<T>,
     failed?: () => void,
   ): Promise<T> {
     const store = this.store
     try {
-      return store.update(key, increments, reads, this.ttlSeconds).then(next, (error: unknown) => {
-        failed?.()
-        return Promise.reject(asStoreError(store.name, error))
-      })
+      return store
+        .update(key, increments, reads, this.ttlSeconds, entry)
+        .then(next, (error: unknown) => {
+          failed?.()
+          return Promise.reject(asStoreError(store.name, error))
+        })
     } catch (error) {
       failed?.()
       return Promise.reject(asStoreError(store.name, error))
@@ -530,7 +536,7 @@ export class SlidingWindowLimiter {
     if (this.groupSize > 0) {
       rollback.push({ slot: coarseSlot(Math.floor(b / this.groupSize)), amount: -1 })
     }
-    await this.#update(this.prefix + decision.id, rollback, NO_READS, () => undefined)
+    await this.#update(this.prefix + decision.id, rollback, NO_READS, entry, () => undefined)
   }
 
   /**
@@ -1015,7 +1021,7 @@ export class SlidingWindowLimiter {
         this.#updateSync(plan.key, back, NO_READS, plan.entry)
         return again()
       }
-      return this.#update(plan.key, back, NO_READS, again)
+      return this.#update(plan.key, back, NO_READS, plan.entry, again)
     }
     const g = this.groupSize
     const first = increments.length
@@ -1055,7 +1061,7 @@ export class SlidingWindowLimiter {
     if (this.store.updateSync !== undefined) {
       return finish(this.#updateSync(plan.key, rollback, wait.reads, plan.entry))
     }
-    return this.#update(plan.key, rollback, wait.reads, finish)
+    return this.#update(plan.key, rollback, wait.reads, plan.entry, finish)
   }
 
   /** The units a plan counted, oldest first: the expanded edge, the cached units, the reads. */
@@ -1172,7 +1178,7 @@ export class SlidingWindowLimiter {
     const after =
       wait.reads.length === 0
         ? NO_READS
-        : await this.#update(plan.key, [], wait.reads, (detail) => detail)
+        : await this.#update(plan.key, [], wait.reads, plan.entry, (detail) => detail)
     return this.#denied(id, this.#secondsUntil(wait.leaveAfter(after as number[], 0), t), limit)
   }
 

@@ -2,7 +2,7 @@
 // (core cannot depend on store-memory, which depends on core).
 
 import { StoreError } from './errors.js'
-import type { SlotIncrement, Store } from './store.js'
+import type { SlotIncrement, Store, StoreCell } from './store.js'
 
 export interface ReferenceDecision {
   allowed: boolean
@@ -76,6 +76,7 @@ export class MapStore implements Store {
     increments: readonly SlotIncrement[],
     reads: readonly number[],
     ttlSeconds: number,
+    _cell?: StoreCell,
   ): Promise<number[]> {
     if (this.closed) {
       return Promise.reject(new StoreError(this.name, 'closed'))

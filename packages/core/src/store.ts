@@ -12,10 +12,12 @@ export interface SlotIncrement {
 }
 
 /**
- * Room a caller of {@link Store.updateSync} keeps for one key (the limiter keeps one a
- * requester) and passes with every call for that key and that store only: the store may keep
- * there what finds the key's counters without a lookup, and must check it before use, since the
- * key's counters may have been removed or expired since.
+ * Room a caller of {@link Store.update} and {@link Store.updateSync} keeps for one key (the
+ * limiter keeps one a requester) and passes with every call for that key, to that one store
+ * only: the store may keep there what finds the key's counters without a lookup (a store that
+ * wraps others hands it to one of them only), and must check it before use, since the key's
+ * counters may have been removed or expired since. Optional everywhere: a store that ignores it
+ * and a caller that never passes one are both correct.
  */
 export interface StoreCell {
   held: unknown
@@ -46,6 +48,7 @@ export interface Store {
     increments: readonly SlotIncrement[],
     reads: readonly number[],
     ttlSeconds: number,
+    cell?: StoreCell,
   ): Promise<number[]>
 
   /**

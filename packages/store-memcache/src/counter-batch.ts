@@ -153,8 +153,7 @@ export class CounterBatch implements Request {
     if (opcode === Opcode.increment || opcode === Opcode.decrement) {
       const sent = this.#sent
       const at = this.#answered++
-      const index =
-        sent === null ? (at < this.#increments.length ? at : undefined) : sent[at]
+      const index = sent === null ? (at < this.#increments.length ? at : undefined) : sent[at]
       if (index === undefined) {
         this.#failure ??= this.#error('memcached answered more counter operations than were sent')
         return false

@@ -259,7 +259,9 @@ describe.skipIf(!available)('MemcacheStore under faults', () => {
     for (const [i, bytes] of [1, 7, 33].entries()) {
       await proxy.set({ kind: 'trickle', bytes })
       expect(await s.update('drip', one, [2, 3, 9], 60)).toEqual([2 + i, 1, 1, 0])
-      const many = await Promise.all(['p', 'q', 'r'].map((k) => s.update(`${k}${bytes}`, four, [1], 60)))
+      const many = await Promise.all(
+        ['p', 'q', 'r'].map((k) => s.update(`${k}${bytes}`, four, [1], 60)),
+      )
       expect(many).toEqual([0, 1, 2].map(() => [1, 1, 1, 1, 1]))
     }
     await proxy.set({ kind: 'none' })

@@ -13,7 +13,7 @@
 import { hash } from 'node:crypto'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { ConfigError, StoreError } from '@slidelimit/core'
-import type { SlotIncrement, Store } from '@slidelimit/core'
+import type { SlotIncrement, Store, StoreCell } from '@slidelimit/core'
 import { Connection } from './connection.js'
 import { CounterBatch } from './counter-batch.js'
 import type { BatchContext } from './counter-batch.js'
@@ -101,6 +101,8 @@ const LOOP_DELAY_RESOLUTION_MS = 10
 interface Placement {
   base: string
   connection: Connection
+  /** The store that made it: a cell's placement is used by that store only. */
+  store: MemcacheStore
 }
 
 /** Parses a counter as memcached stores it: 0 when missing; undefined when not a number. */
@@ -259,6 +261,7 @@ export class MemcacheStore implements Store {
     increments: readonly SlotIncrement[],
     reads: readonly number[],
     ttlSeconds: number,
+    cell?: StoreCell,
   ): Promise<number[]> {
     if (this.#closed) {
       return Promise.reject(new StoreError(this.name, 'the store is closed'))
@@ -268,7 +271,15 @@ export class MemcacheStore implements Store {
     if (total === 0) {
       return Promise.resolve(values)
     }
-    const { base, connection } = this.#placementOf(key)
+    // The cell's placement (a key's placement never changes) saves the lookup and the hash.
+    let placement = cell?.held as Placement | undefined
+    if (placement?.store !== this) {
+      placement = this.#placementOf(key)
+      if (cell !== undefined) {
+        cell.held = placement
+      }
+    }
+    const { base, connection } = placement
     const expiry = expiryField(ttlSeconds, this.#now())
     return new Promise<number[]>((resolve, reject) => {
       const batch = new CounterBatch(
@@ -484,6 +495,7 @@ export class MemcacheStore implements Store {
       placement = {
         base,
         connection: this.#byServer.get(this.#ring.serverOf(base)) as Connection,
+        store: this,
       }
       if (this.#placements.size >= KEY_BASE_CACHE) {
         for (const oldest of this.#placements.keys()) {

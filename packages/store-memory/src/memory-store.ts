@@ -125,11 +125,12 @@ export class MemoryStore implements Store {
     increments: readonly SlotIncrement[],
     reads: readonly number[],
     ttlSeconds: number,
+    cell?: StoreCell,
   ): Promise<number[]> {
     if (this.#closed) {
       return Promise.reject(new StoreError(this.name, 'the store is closed'))
     }
-    return Promise.resolve(this.updateSync(key, increments, reads, ttlSeconds))
+    return Promise.resolve(this.updateSync(key, increments, reads, ttlSeconds, cell))
   }
 
   /**

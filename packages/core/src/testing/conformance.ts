@@ -1,6 +1,7 @@
 // The store conformance suite: every Store implementation runs it against a real backend.
 // It pins down the contract in store.ts: creation at zero, ordering of results, isolation,
-// atomic parallel increments, decrements that stop at zero, expiry, removal, shards and close.
+// atomic parallel increments, decrements that stop at zero, expiry, removal, cells, shards and
+// close.
 // Every test that counts runs through each entry point the store offers: `update`, and
 // `updateSync` where the store has it (the limiter prefers it).
 
@@ -172,6 +173,28 @@ export function describeStoreConformance(name: string, harness: ConformanceHarne
       await update(key, [{ slot: 1, amount: 1 }], [], 2)
       await harness.advance(2)
       expect(await update(key, [], [1], 2)).toEqual([0])
+    })
+
+    it('answers the same through a cell as without one, across removal and expiry', async () => {
+      const key = freshKey('cell')
+      const cell = { held: undefined as unknown }
+      const other = { held: undefined as unknown }
+      const one = [{ slot: 1, amount: 1 }]
+      expect(await update(key, one, [], 2, cell)).toEqual([1])
+      expect(await update(key, one, [], 2)).toEqual([2])
+      expect(await update(key, one, [1], 2, other)).toEqual([3, 3])
+      expect(await update(key, [], [1], 2, cell)).toEqual([3])
+      if (store.remove !== undefined) {
+        await store.remove(key, [1])
+        expect(await update(key, [], [1], 2, cell)).toEqual([0])
+        expect(await update(key, one, [], 2, other)).toEqual([1])
+        expect(await update(key, [], [1], 2, cell)).toEqual([1])
+      }
+      await harness.advance(2.5)
+      expect(await update(key, [], [1], 2, cell)).toEqual([0])
+      expect(await update(key, one, [], 60, other)).toEqual([1])
+      expect(await update(key, one, [1], 60, cell)).toEqual([2, 2])
+      expect(await update(key, [], [1], 60)).toEqual([2])
     })
 
     it('removes the counters of a key, and only those', async (context) => {
