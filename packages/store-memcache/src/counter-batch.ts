@@ -19,11 +19,20 @@ import {
   NO_CREATE,
   Opcode,
   Status,
+  batchBytes,
   counterOutcome,
+  counterReplyValue,
   encodeBatch,
+  encodeBatchInto,
   parseCounterText,
+  requestBytes,
+  slotDigits,
+  writeSlotRequest,
 } from './protocol.js'
-import type { BatchRequest } from './protocol.js'
+import type { BatchRequest, CounterExtras, CounterOutcome } from './protocol.js'
+
+/** The outcome of every increment answered with a value (the value is read apart). */
+const COUNTED: CounterOutcome = { kind: 'value', value: 0 }
 
 /** Attempts of an increment that keeps losing the race to create its counter. */
 const CREATE_ATTEMPTS = 3
@@ -107,22 +116,10 @@ export class CounterBatch implements Request {
     this.#answered = 0
     this.#again = undefined
     const base = this.#base
+    const increments = this.#increments
+    const count = indexes === null ? increments.length : indexes.length
+    // The reads (first attempt only), as whole keys: their replies name them.
     const requests: BatchRequest[] = []
-    const sending = indexes ?? this.#increments.length
-    for (let n = 0; n < (typeof sending === 'number' ? sending : sending.length); n++) {
-      const i = typeof sending === 'number' ? n : (sending[n] as number)
-      const { slot, amount } = this.#increments[i] as SlotIncrement
-      // A decrement never creates its counter: a missing one has nothing to take back.
-      requests.push({
-        opcode: amount >= 0 ? Opcode.increment : Opcode.decrement,
-        key: base + String(slot),
-        counter: {
-          amount: Math.abs(amount),
-          initial: Math.max(amount, 0),
-          expiry: amount >= 0 ? this.#expiry : NO_CREATE,
-        },
-      })
-    }
     if (this.#attempt === 1 && this.#reads.length > 0) {
       const readIndex = new Map<string, number>()
       for (let i = 0; i < this.#reads.length; i++) {
@@ -139,8 +136,29 @@ export class CounterBatch implements Request {
       }
       this.#readIndex = readIndex
     }
+    // The increments are written straight into the batch, their keys spelled from the base and
+    // the slot (no strings, no request objects: they are in every decision).
+    let bytes = batchBytes(requests)
+    for (let n = 0; n < count; n++) {
+      const { slot } = increments[indexes === null ? n : (indexes[n] as number)] as SlotIncrement
+      bytes += requestBytes(base.length + slotDigits(slot), true)
+    }
     const id = this.#store.nextId()
-    const batch = encodeBatch(id, requests)
+    const batch = Buffer.allocUnsafe(bytes)
+    const extras: CounterExtras = { amount: 0, initial: 0, expiry: 0 }
+    let at = 0
+    for (let n = 0; n < count; n++) {
+      const { slot, amount } = increments[
+        indexes === null ? n : (indexes[n] as number)
+      ] as SlotIncrement
+      extras.amount = Math.abs(amount)
+      extras.initial = Math.max(amount, 0)
+      // A decrement never creates its counter: a missing one has nothing to take back.
+      extras.expiry = amount >= 0 ? this.#expiry : NO_CREATE
+      const opcode = amount >= 0 ? Opcode.increment : Opcode.decrement
+      at = writeSlotRequest(batch, at, opcode, base, slot, id, extras)
+    }
+    encodeBatchInto(batch, at, id, requests)
     this.#connection.send(id, batch, this)
   }
 
@@ -158,11 +176,13 @@ export class CounterBatch implements Request {
         this.#failure ??= this.#error('memcached answered more counter operations than were sent')
         return false
       }
-      const counter = this.#base + String((this.#increments[index] as SlotIncrement).slot)
-      const outcome = counterOutcome(status, reply.val)
+      // The common answer, a new value, read without an outcome object.
+      const counted = status === Status.ok ? counterReplyValue(reply.val) : undefined
+      const outcome: CounterOutcome =
+        counted === undefined ? counterOutcome(status, reply.val) : COUNTED
       switch (outcome.kind) {
         case 'value':
-          this.#outcome.values[index] = outcome.value
+          this.#outcome.values[index] = counted as number
           if (index < 31) {
             this.#countedBits |= 1 << index
           } else {
@@ -176,11 +196,11 @@ export class CounterBatch implements Request {
           ;(this.#again ??= []).push(index)
           break
         case 'not-a-number':
-          ;(this.#corrupt ??= []).push(counter)
+          ;(this.#corrupt ??= []).push(this.#counterOf(index))
           break
         case 'server-error':
           this.#failure ??= this.#error(
-            `${this.#connection.server} failed on counter ${counter} (status ${outcome.status}: ${outcome.message})`,
+            `${this.#connection.server} failed on counter ${this.#counterOf(index)} (status ${outcome.status}: ${outcome.message})`,
           )
       }
       return false
@@ -202,6 +222,11 @@ export class CounterBatch implements Request {
       `${this.#connection.server} answered opcode ${opcode} with status ${status}`,
     )
     return false
+  }
+
+  /** The memcached key of the increment at `index`. */
+  #counterOf(index: number): string {
+    return this.#base + String((this.#increments[index] as SlotIncrement).slot)
   }
 
   onFail(error: StoreError): void {

@@ -16,6 +16,10 @@ import {
   parseCounterText,
   readPacket,
   readPackets,
+  requestBytes,
+  slotDigits,
+  writeRequest,
+  writeSlotRequest,
 } from './protocol.js'
 
 const fixtures = JSON.parse(
@@ -133,6 +137,25 @@ describe('the binary protocol against bytes from a real memcached', () => {
     // A window of a century would not fit the 32-bit field: the counter lives until 2106.
     expect(expiryField(100 * 365 * 86_400, now)).toBe(LAST_EXPIRY)
     expect(LAST_EXPIRY).toBe(0xfffffffe)
+  })
+
+  it('writes a slot request byte for byte as the request with the key spelled out', () => {
+    const base = 'sl:AbC-_09xyz:'
+    const slots = [0, 7, 9, 10, 99, -1, -10, 1_764_000_000, -29_400_001, 2 ** 40, -(2 ** 40)]
+    slots.push(Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER)
+    for (const slot of slots) {
+      for (const counter of [undefined, { amount: 1, initial: 1, expiry: 3667 }]) {
+        const key = base + String(slot)
+        const expected = Buffer.alloc(requestBytes(key.length, counter !== undefined) + 3, 0xee)
+        const actual = Buffer.alloc(expected.length, 0xee)
+        const end = writeRequest(expected, 1, Opcode.increment, key, 0xdeadbeef, counter)
+        expect(writeSlotRequest(actual, 1, Opcode.increment, base, slot, 0xdeadbeef, counter)).toBe(
+          end,
+        )
+        expect(actual.toString('hex')).toBe(expected.toString('hex'))
+        expect(slotDigits(slot)).toBe(String(slot).length)
+      }
+    }
   })
 
   it('frames nothing from half a packet', () => {

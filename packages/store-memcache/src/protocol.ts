@@ -78,8 +78,70 @@ export function writeRequest(
   opaque: number,
   counter?: CounterExtras,
 ): number {
-  const extras = counter === undefined ? 0 : COUNTER_EXTRAS_BYTES
+  const at = writeHead(buf, offset, opcode, key.length, opaque, counter)
   const keyBytes = key.length
+  if (keyBytes <= 64) {
+    // Short keys (all of this store's) byte by byte: cheaper than a call into Buffer#write.
+    for (let i = 0; i < keyBytes; i++) {
+      buf[at + i] = key.charCodeAt(i)
+    }
+  } else {
+    buf.write(key, at, 'latin1')
+  }
+  return at + keyBytes
+}
+
+/** Characters of `slot` in decimal (its sign included). */
+export function slotDigits(slot: number): number {
+  let n = Math.abs(slot)
+  let digits = slot < 0 ? 2 : 1
+  while (n >= 10) {
+    n = Math.floor(n / 10)
+    digits++
+  }
+  return digits
+}
+
+/**
+ * {@link writeRequest} for the key `base + String(slot)`, without making that string (a counter
+ * operation's key is made of a requester's base and a slot).
+ */
+export function writeSlotRequest(
+  buf: Buffer,
+  offset: number,
+  opcode: number,
+  base: string,
+  slot: number,
+  opaque: number,
+  counter?: CounterExtras,
+): number {
+  const digits = slotDigits(slot)
+  let at = writeHead(buf, offset, opcode, base.length + digits, opaque, counter)
+  for (let i = 0; i < base.length; i++) {
+    buf[at + i] = base.charCodeAt(i)
+  }
+  at += base.length
+  let n = Math.abs(slot)
+  for (let end = at + digits - 1; end >= at; end--) {
+    buf[end] = 48 + (n % 10)
+    n = Math.floor(n / 10)
+  }
+  if (slot < 0) {
+    buf[at] = 45 // '-'
+  }
+  return at + digits
+}
+
+/** Writes a request's header and extras at `offset`; returns where its key goes. */
+function writeHead(
+  buf: Buffer,
+  offset: number,
+  opcode: number,
+  keyBytes: number,
+  opaque: number,
+  counter: CounterExtras | undefined,
+): number {
+  const extras = counter === undefined ? 0 : COUNTER_EXTRAS_BYTES
   buf[offset] = REQUEST_MAGIC
   buf[offset + 1] = opcode
   buf.writeUInt16BE(keyBytes, offset + 2)
@@ -99,15 +161,7 @@ export function writeRequest(
     buf.writeUInt32BE(counter.expiry, at + 16)
     at += COUNTER_EXTRAS_BYTES
   }
-  if (keyBytes <= 64) {
-    // Short keys (all of this store's) byte by byte: cheaper than a call into Buffer#write.
-    for (let i = 0; i < keyBytes; i++) {
-      buf[at + i] = key.charCodeAt(i)
-    }
-  } else {
-    buf.write(key, at, 'latin1')
-  }
-  return at + keyBytes
+  return at
 }
 
 /** One request in a buffer of its own. */
@@ -134,17 +188,32 @@ export interface BatchRequest {
  * the requests of a connection in order, and quiet ones only when they have something to say).
  */
 export function encodeBatch(opaque: number, requests: readonly BatchRequest[]): Buffer {
+  const buf = Buffer.allocUnsafe(batchBytes(requests))
+  encodeBatchInto(buf, 0, opaque, requests)
+  return buf
+}
+
+/** Bytes of the requests and the closing no-op of a batch. */
+export function batchBytes(requests: readonly BatchRequest[]): number {
   let bytes = HEADER_BYTES // the closing no-op
   for (const { key, counter } of requests) {
     bytes += requestBytes(key.length, counter !== undefined)
   }
-  const buf = Buffer.allocUnsafe(bytes)
-  let at = 0
+  return bytes
+}
+
+/** Writes the requests, then the closing no-op, at `offset` of `buf` (room for them there). */
+export function encodeBatchInto(
+  buf: Buffer,
+  offset: number,
+  opaque: number,
+  requests: readonly BatchRequest[],
+): void {
+  let at = offset
   for (const { opcode, key, counter } of requests) {
     at = writeRequest(buf, at, opcode, key, opaque, counter)
   }
   writeRequest(buf, at, Opcode.noop, '', opaque)
-  return buf
 }
 
 /** One framed packet (request or reply). */
