@@ -60,6 +60,8 @@ export class CounterBatch implements Request {
   readonly #connection: Connection
   readonly #key: string
   readonly #base: string
+  /** `#base` as ASCII bytes. */
+  readonly #baseBytes: Uint8Array
   readonly #increments: readonly SlotIncrement[]
   readonly #reads: readonly number[]
   readonly #expiry: number
@@ -91,6 +93,7 @@ export class CounterBatch implements Request {
     connection: Connection,
     key: string,
     base: string,
+    baseBytes: Uint8Array,
     increments: readonly SlotIncrement[],
     reads: readonly number[],
     expiry: number,
@@ -100,6 +103,7 @@ export class CounterBatch implements Request {
     this.#connection = connection
     this.#key = key
     this.#base = base
+    this.#baseBytes = baseBytes
     this.#increments = increments
     this.#reads = reads
     this.#expiry = expiry
@@ -156,7 +160,7 @@ export class CounterBatch implements Request {
       // A decrement never creates its counter: a missing one has nothing to take back.
       extras.expiry = amount >= 0 ? this.#expiry : NO_CREATE
       const opcode = amount >= 0 ? Opcode.increment : Opcode.decrement
-      at = writeSlotRequest(batch, at, opcode, base, slot, id, extras)
+      at = writeSlotRequest(batch, at, opcode, this.#baseBytes, slot, id, extras)
     }
     encodeBatchInto(batch, at, id, requests)
     this.#connection.send(id, batch, this)

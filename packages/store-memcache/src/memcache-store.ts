@@ -100,6 +100,8 @@ const LOOP_DELAY_RESOLUTION_MS = 10
 /** Where a requester's counters live: their memcached key base, and its server. */
 interface Placement {
   base: string
+  /** `base` as ASCII bytes, for encoding. */
+  bytes: Uint8Array
   connection: Connection
   /** The store that made it: a cell's placement is used by that store only. */
   store: MemcacheStore
@@ -279,7 +281,7 @@ export class MemcacheStore implements Store {
         cell.held = placement
       }
     }
-    const { base, connection } = placement
+    const { base, bytes, connection } = placement
     const expiry = expiryField(ttlSeconds, this.#now())
     return new Promise<number[]>((resolve, reject) => {
       const batch = new CounterBatch(
@@ -287,6 +289,7 @@ export class MemcacheStore implements Store {
         connection,
         key,
         base,
+        bytes,
         increments,
         reads,
         expiry,
@@ -494,6 +497,7 @@ export class MemcacheStore implements Store {
       const base = `${this.prefix}${hash('sha1', key, 'base64url')}:`
       placement = {
         base,
+        bytes: Buffer.from(base, 'latin1'),
         connection: this.#byServer.get(this.#ring.serverOf(base)) as Connection,
         store: this,
       }

@@ -149,9 +149,10 @@ describe('the binary protocol against bytes from a real memcached', () => {
         const expected = Buffer.alloc(requestBytes(key.length, counter !== undefined) + 3, 0xee)
         const actual = Buffer.alloc(expected.length, 0xee)
         const end = writeRequest(expected, 1, Opcode.increment, key, 0xdeadbeef, counter)
-        expect(writeSlotRequest(actual, 1, Opcode.increment, base, slot, 0xdeadbeef, counter)).toBe(
-          end,
-        )
+        const bytes = Buffer.from(base, 'latin1')
+        expect(
+          writeSlotRequest(actual, 1, Opcode.increment, bytes, slot, 0xdeadbeef, counter),
+        ).toBe(end)
         expect(actual.toString('hex')).toBe(expected.toString('hex'))
         expect(slotDigits(slot)).toBe(String(slot).length)
       }

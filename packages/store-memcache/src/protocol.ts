@@ -103,14 +103,14 @@ export function slotDigits(slot: number): number {
 }
 
 /**
- * {@link writeRequest} for the key `base + String(slot)`, without making that string (a counter
- * operation's key is made of a requester's base and a slot).
+ * {@link writeRequest} for the key made of `base` (its ASCII bytes) and `String(slot)`, without
+ * making that string (a counter operation's key is a requester's base and a slot).
  */
 export function writeSlotRequest(
   buf: Buffer,
   offset: number,
   opcode: number,
-  base: string,
+  base: Uint8Array,
   slot: number,
   opaque: number,
   counter?: CounterExtras,
@@ -118,7 +118,7 @@ export function writeSlotRequest(
   const digits = slotDigits(slot)
   let at = writeHead(buf, offset, opcode, base.length + digits, opaque, counter)
   for (let i = 0; i < base.length; i++) {
-    buf[at + i] = base.charCodeAt(i)
+    buf[at + i] = base[i] as number
   }
   at += base.length
   let n = Math.abs(slot)
