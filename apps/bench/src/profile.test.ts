@@ -77,6 +77,29 @@ describe('profileShares', () => {
     expect(shares.gc).toBeCloseTo(1 / 8)
   })
 
+  it('tells the response head by its file, not only by its function name', () => {
+    const profile = profileOf(
+      [
+        '(root)',
+        '',
+        [
+          'send',
+          'file:///app/packages/store-memcache/dist/counter-batch.js',
+          [
+            'writeHead',
+            'file:///app/packages/store-memcache/dist/protocol.js',
+            ['writeUInt32BE', 'node:internal/buffer'],
+          ],
+        ],
+        ['writeHead', 'node:_http_server', ['_storeHeader', 'node:_http_outgoing']],
+      ],
+      { send: 1000, writeUInt32BE: 1000, _storeHeader: 2000 },
+    )
+    const shares = profileShares(profile)
+    expect(shares.slidelimit).toBeCloseTo(0.5)
+    expect(shares.headers).toBeCloseTo(0.5)
+  })
+
   it('counts the memcache store client (memjs) and installed copies as slidelimit', () => {
     const profile = profileOf(
       [

@@ -35,7 +35,11 @@ export interface ProfileShares {
 /** Files of slidelimit's own code, built or in source, in the workspace or installed. */
 const SLIDELIMIT =
   /\/packages\/(core|store-memory|store-memcache|hono-middleware)\/|\/@slidelimit\/(core|store-memory|store-memcache|hono-middleware)\/|\/node_modules\/memjs\//
-/** Functions that write a response head: Node's, and @hono/node-server's header building. */
+/**
+ * Functions that write a response head: Node's (in node:_http_*), and @hono/node-server's header
+ * building; a function of the same name elsewhere (a memcached request's `writeHead`) is not.
+ */
+const HEADER_FILES = /^node:_http_|\/@hono\/node-server\//
 const HEADER_FUNCTIONS = new Set([
   'writeHead',
   '_storeHeader',
@@ -76,7 +80,7 @@ export function profileShares(profile: CpuProfile): ProfileShares {
         if (frame === undefined) {
           break
         }
-        if (HEADER_FUNCTIONS.has(frame.functionName)) {
+        if (HEADER_FUNCTIONS.has(frame.functionName) && HEADER_FILES.test(frame.url)) {
           owner = 'headers'
           break
         }

@@ -25,11 +25,11 @@ export function createApp({ config, policies, health, logger }: AppParts): Hono 
   const app = new Hono()
   const logging = logger.enabled('info')
 
-  const line = (c: Context, res: Response, start: number): void => {
+  const line = (c: Context, status: number, start: number): void => {
     logger.request(
       c.req.method,
       c.req.path,
-      res.status,
+      status,
       Math.round((performance.now() - start) * 100) / 100,
       // Unset on routes outside the limiter, such as /healthz.
       (c.get('rateLimit') as RateLimitInfo | undefined)?.key,
@@ -49,25 +49,34 @@ export function createApp({ config, policies, health, logger }: AppParts): Hono 
       const start = performance.now()
       const res = handler(c, next)
       if (res instanceof Response) {
-        line(c, res, start)
+        line(c, res.status, start)
         return res
       }
       return res.then((r) => {
-        line(c, r, start)
+        line(c, r.status, start)
         return r
       })
     }
   }
 
-  /** The same for a middleware: its line shows the answer it or the route gave. */
+  /**
+   * The same for a middleware: its line shows the answer it or the route gave, or a 500 when it
+   * throws (onError answers that).
+   */
   const loggedMiddleware = (middleware: MiddlewareHandler): MiddlewareHandler => {
     if (!logging) {
       return middleware
     }
     return async (c, next) => {
       const start = performance.now()
-      const res = await middleware(c, next)
-      line(c, res ?? c.res, start)
+      let res: Response | undefined
+      try {
+        res = (await middleware(c, next)) ?? undefined
+      } catch (error) {
+        line(c, 500, start)
+        throw error
+      }
+      line(c, (res ?? c.res).status, start)
       return res
     }
   }
@@ -94,10 +103,10 @@ export function createApp({ config, policies, health, logger }: AppParts): Hono 
     ipv6Subnet: config.ipv6Subnet,
     logger,
   })
-  // As the README recommends: app.use, the form every Hono middleware takes (on `/` only, so
-  // that the health checks are never limited).
-  app.use('/', loggedMiddleware(limit))
-  app.get('/', (c) => c.text('Hello, world!'))
+  // As the README recommends, as middleware (the form every Hono middleware takes), here on the
+  // one route it limits, GET / (and HEAD): other methods on / and the health checks are not
+  // counted.
+  app.get('/', loggedMiddleware(limit), (c) => c.text('Hello, world!'))
 
   const notFound = logged((c) => c.text('404 Not Found', 404))
   app.notFound((c) => notFound(c, () => Promise.resolve()))

@@ -139,6 +139,15 @@ export class CounterBatch implements Request {
         }
       }
       this.#readIndex = readIndex
+    } else if (this.#readIndex !== undefined && indexes !== null) {
+      // Increments sent again: a read of the same counter went out before them, in the first
+      // batch. Read it again after them (the increments come first, then the reads).
+      for (const index of indexes) {
+        const counter = this.#counterOf(index)
+        if (this.#readIndex.has(counter)) {
+          requests.push({ opcode: Opcode.getkq, key: counter })
+        }
+      }
     }
     // The increments are written straight into the batch, their keys spelled from the base and
     // the slot (no strings, no request objects: they are in every decision).

@@ -379,6 +379,14 @@ describe.skipIf(!available)('MemcacheStore under faults', () => {
     expect(events.filter((e) => e.type === 'create-race')).toHaveLength(3)
     // memcached counted each increment once.
     expect(await s.update('race', [], [7, -1], 60)).toEqual([1, 1])
+    // A counter read in the call that increments it is read after the increment, also when the
+    // increment is sent again (the first read went out before it).
+    await proxy.set({ kind: 'not-stored', times: 1, key: `${s.keyBase('race')}8` })
+    const eight = [
+      { slot: 8, amount: 2 },
+      { slot: 7, amount: 1 },
+    ]
+    expect(await s.update('race', eight, [8, 7, 8], 60)).toEqual([2, 2, 2, 2, 2])
   })
 
   it('gives up on a counter that keeps losing the create race, and takes back the rest of the call', async () => {

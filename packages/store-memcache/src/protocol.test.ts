@@ -143,6 +143,8 @@ describe('the binary protocol against bytes from a real memcached', () => {
     const base = 'sl:AbC-_09xyz:'
     const slots = [0, 7, 9, 10, 99, -1, -10, 1_764_000_000, -29_400_001, 2 ** 40, -(2 ** 40)]
     slots.push(Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER)
+    // Not slots the limiter makes, but spelled as String() spells them, never a hang.
+    slots.push(2 ** 60, -(2 ** 60), 1e21, -1e21, 0.5, Infinity, -Infinity, NaN)
     for (const slot of slots) {
       for (const counter of [undefined, { amount: 1, initial: 1, expiry: 3667 }]) {
         const key = base + String(slot)

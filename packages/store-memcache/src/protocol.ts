@@ -91,8 +91,11 @@ export function writeRequest(
   return at + keyBytes
 }
 
-/** Characters of `slot` in decimal (its sign included). */
+/** Characters of `String(slot)`: its decimal digits and sign for a safe integer. */
 export function slotDigits(slot: number): number {
+  if (!Number.isSafeInteger(slot)) {
+    return String(slot).length
+  }
   let n = Math.abs(slot)
   let digits = slot < 0 ? 2 : 1
   while (n >= 10) {
@@ -121,6 +124,14 @@ export function writeSlotRequest(
     buf[at + i] = base[i] as number
   }
   at += base.length
+  if (!Number.isSafeInteger(slot)) {
+    // Not a slot the limiter makes: spelled as String() spells it, as every other key is.
+    const text = String(slot)
+    for (let i = 0; i < text.length; i++) {
+      buf[at + i] = text.charCodeAt(i)
+    }
+    return at + digits
+  }
   let n = Math.abs(slot)
   for (let end = at + digits - 1; end >= at; end--) {
     buf[end] = 48 + (n % 10)

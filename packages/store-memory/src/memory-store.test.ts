@@ -78,8 +78,10 @@ describe('MemoryStore', () => {
     expect(store.updateSync('k', one, [], 60, cell)).toEqual([2])
     expect(store.updateSync('k', one, [], 60)).toEqual([3])
     expect(store.updateSync('k', one, [], 60, other)).toEqual([4])
-    // Removed: the cell's record is not the key's any more.
+    // Removed: the cell's record is not the key's any more, and holds no counters (a cell may
+    // keep it long after).
     await store.remove('k', [1])
+    expect((cell.held as { data: number[] }).data).toHaveLength(0)
     expect(store.updateSync('k', one, [], 60, cell)).toEqual([1])
     expect(store.updateSync('k', [], [1], 60, other)).toEqual([1])
     expect(store.size).toBe(1)

@@ -36,6 +36,8 @@ const EXPIRY_SPAN = 2 ** 26
 const NEVER = 2 ** 30 - 1
 /** The stride of a record no longer in the store. */
 const GONE = 0
+/** The counters of a record no longer in the store. */
+const NO_DATA: number[] = []
 /** Counters a new record has room for. */
 const INITIAL_COUNTERS = 2
 
@@ -191,9 +193,14 @@ export class MemoryStore implements Store {
     return out
   }
 
-  /** Removes the record of `key`, marked gone for the cells that hold it. */
+  /**
+   * Removes the record of `key`, marked gone for the cells that hold it, its counters let go
+   * (a limiter's cell may hold the record long after: an hour of counters is 60 KB).
+   */
   #drop(key: string, record: CounterRecord): void {
     record.stride = GONE
+    record.data = NO_DATA
+    record.size = 0
     this.#records.delete(key)
   }
 
