@@ -16,20 +16,23 @@ import type { Connection, Request } from './connection.js'
 import type { MemcacheEvent } from './memcache-store.js'
 import type { MemjsReply } from './memjs-adapter.js'
 import {
+  HEADER_BYTES,
   NO_CREATE,
   Opcode,
   Status,
-  batchBytes,
   counterOutcome,
   counterReplyValue,
   encodeBatch,
-  encodeBatchInto,
   parseCounterText,
   requestBytes,
   slotDigits,
+  writeRequest,
   writeSlotRequest,
 } from './protocol.js'
-import type { BatchRequest, CounterExtras, CounterOutcome } from './protocol.js'
+import type { CounterExtras, CounterOutcome } from './protocol.js'
+
+/** No slots to read. */
+const NO_SLOTS: number[] = []
 
 /** The outcome of every increment answered with a value (the value is read apart). */
 const COUNTED: CounterOutcome = { kind: 'value', value: 0 }
@@ -84,7 +87,7 @@ export class CounterBatch implements Request {
   #countedMore: number[] | undefined
   #failure: StoreError | undefined
   /** Read slots by memcached key, for the quiet gets' replies (which carry their key). */
-  #readIndex: Map<string, number> | undefined
+  #readIndex: Map<number, number> | undefined
   /** Pairs of value indexes (from, to) of counters read more than once. */
   #copies: number[] | undefined
 
@@ -119,20 +122,22 @@ export class CounterBatch implements Request {
     this.#sent = indexes
     this.#answered = 0
     this.#again = undefined
-    const base = this.#base
+    const base = this.#baseBytes
     const increments = this.#increments
     const count = indexes === null ? increments.length : indexes.length
-    // The reads (first attempt only), as whole keys: their replies name them.
-    const requests: BatchRequest[] = []
+    // The slots to read: the first attempt's reads (each counter once); on a resend, those of
+    // the increments sent again (their first read went out before them).
+    let reads: number[] = NO_SLOTS
     if (this.#attempt === 1 && this.#reads.length > 0) {
-      const readIndex = new Map<string, number>()
+      const readIndex = new Map<number, number>()
+      reads = []
       for (let i = 0; i < this.#reads.length; i++) {
-        const counter = base + String(this.#reads[i])
-        const at = this.#increments.length + i
-        const first = readIndex.get(counter)
+        const slot = this.#reads[i] as number
+        const at = increments.length + i
+        const first = readIndex.get(slot)
         if (first === undefined) {
-          readIndex.set(counter, at)
-          requests.push({ opcode: Opcode.getkq, key: counter })
+          readIndex.set(slot, at)
+          reads.push(slot)
         } else {
           // The same counter read twice: one get, its value in both places.
           ;(this.#copies ??= []).push(first, at)
@@ -140,21 +145,23 @@ export class CounterBatch implements Request {
       }
       this.#readIndex = readIndex
     } else if (this.#readIndex !== undefined && indexes !== null) {
-      // Increments sent again: a read of the same counter went out before them, in the first
-      // batch. Read it again after them (the increments come first, then the reads).
+      reads = []
       for (const index of indexes) {
-        const counter = this.#counterOf(index)
-        if (this.#readIndex.has(counter)) {
-          requests.push({ opcode: Opcode.getkq, key: counter })
+        const slot = (increments[index] as SlotIncrement).slot
+        if (this.#readIndex.has(slot)) {
+          reads.push(slot)
         }
       }
     }
-    // The increments are written straight into the batch, their keys spelled from the base and
-    // the slot (no strings, no request objects: they are in every decision).
-    let bytes = batchBytes(requests)
+    // Written straight into the batch, keys spelled from the base and the slot (no key strings,
+    // no request objects): increments, then the reads, then the closing no-op.
+    let bytes = HEADER_BYTES
     for (let n = 0; n < count; n++) {
       const { slot } = increments[indexes === null ? n : (indexes[n] as number)] as SlotIncrement
       bytes += requestBytes(base.length + slotDigits(slot), true)
+    }
+    for (const slot of reads) {
+      bytes += requestBytes(base.length + slotDigits(slot), false)
     }
     const id = this.#store.nextId()
     const batch = Buffer.allocUnsafe(bytes)
@@ -169,9 +176,12 @@ export class CounterBatch implements Request {
       // A decrement never creates its counter: a missing one has nothing to take back.
       extras.expiry = amount >= 0 ? this.#expiry : NO_CREATE
       const opcode = amount >= 0 ? Opcode.increment : Opcode.decrement
-      at = writeSlotRequest(batch, at, opcode, this.#baseBytes, slot, id, extras)
+      at = writeSlotRequest(batch, at, opcode, base, slot, id, extras)
     }
-    encodeBatchInto(batch, at, id, requests)
+    for (const slot of reads) {
+      at = writeSlotRequest(batch, at, Opcode.getkq, base, slot, id)
+    }
+    writeRequest(batch, at, Opcode.noop, '', id)
     this.#connection.send(id, batch, this)
   }
 
@@ -220,7 +230,12 @@ export class CounterBatch implements Request {
     }
     if (opcode === Opcode.getkq && status === Status.ok) {
       const counter = reply.key.toString('latin1')
-      const at = this.#readIndex?.get(counter)
+      // The key is the base and the slot as String() spells it.
+      const base = this.#base
+      const at =
+        counter.length > base.length && counter.startsWith(base)
+          ? this.#readIndex?.get(Number(counter.slice(base.length)))
+          : undefined
       const value = parseCounterText(reply.val)
       if (at === undefined) {
         this.#failure ??= this.#error(`memcached answered a read of ${counter}, never asked`)

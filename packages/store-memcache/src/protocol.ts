@@ -199,32 +199,17 @@ export interface BatchRequest {
  * the requests of a connection in order, and quiet ones only when they have something to say).
  */
 export function encodeBatch(opaque: number, requests: readonly BatchRequest[]): Buffer {
-  const buf = Buffer.allocUnsafe(batchBytes(requests))
-  encodeBatchInto(buf, 0, opaque, requests)
-  return buf
-}
-
-/** Bytes of the requests and the closing no-op of a batch. */
-export function batchBytes(requests: readonly BatchRequest[]): number {
   let bytes = HEADER_BYTES // the closing no-op
   for (const { key, counter } of requests) {
     bytes += requestBytes(key.length, counter !== undefined)
   }
-  return bytes
-}
-
-/** Writes the requests, then the closing no-op, at `offset` of `buf` (room for them there). */
-export function encodeBatchInto(
-  buf: Buffer,
-  offset: number,
-  opaque: number,
-  requests: readonly BatchRequest[],
-): void {
-  let at = offset
+  const buf = Buffer.allocUnsafe(bytes)
+  let at = 0
   for (const { opcode, key, counter } of requests) {
     at = writeRequest(buf, at, opcode, key, opaque, counter)
   }
   writeRequest(buf, at, Opcode.noop, '', opaque)
+  return buf
 }
 
 /** One framed packet (request or reply). */
