@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest'
 import { readFileSync } from 'node:fs'
 import { parseAutocannon, parseWrk, wrkScript } from './load.js'
-import { median, memcachedOps, memoryTable, quantile, summarise, table } from './report.js'
+import {
+  impliedRatio,
+  median,
+  memcachedOps,
+  memoryTable,
+  profileTable,
+  quantile,
+  summarise,
+  table,
+} from './report.js'
 import type { Measurement } from './report.js'
 
 // Recorded from `wrk -t1 -c64 -d5s --latency -s hot.lua http://127.0.0.1:40123/`.
@@ -146,5 +155,26 @@ describe('memcachedOps', () => {
     const after = { cmd_get: 30, cmd_set: 2, incr_hits: 9, incr_misses: 0, total_items: 7 }
     // 20 gets + 1 set + 4 increments + (4 new items - 1 by the set)
     expect(memcachedOps(before, after)).toBe(28)
+  })
+})
+
+describe('profileTable', () => {
+  it('sets each slidelimit server beside its baseline, with the ratio the shares imply', () => {
+    const base = {
+      scenario: 'hot',
+      server: 'noop',
+      slidelimit: 0,
+      headers: 0.02,
+      gc: 0.04,
+      busyMs: 1,
+    }
+    const row = { ...base, server: 'slidelimit-memory-middleware', slidelimit: 0.05, headers: 0.03 }
+    // Time per request: the baseline's 0.94 of its busy time is the rest; the server's is 0.88.
+    expect(impliedRatio(row, base)).toBeCloseTo(0.88 / 0.94)
+    const text = profileTable([base, row], () => 'noop')
+    expect(text).toContain(
+      '| hot | slidelimit-memory-middleware | 5.0% | 3.0% | 4.0% | noop | 2.0% | 4.0% | 0.94 |',
+    )
+    expect(text).not.toContain('| hot | noop |')
   })
 })

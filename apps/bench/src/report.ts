@@ -130,6 +130,15 @@ export interface ProfileRow {
 const percent = (share: number): string => `${(share * 100).toFixed(1)}%`
 
 /**
+ * The throughput ratio to the baseline that the profiles imply, when the rest of the work per
+ * request is the same in both: the baseline's time per request over the server's, that is
+ * (1 - slidelimit - head - GC) / (1 - its head - its GC).
+ */
+export function impliedRatio(row: ProfileRow, base: ProfileRow): number {
+  return (1 - row.slidelimit - row.headers - row.gc) / (1 - base.headers - base.gc)
+}
+
+/**
  * The profile shares, each slidelimit server beside its baseline's: the response head and the
  * garbage collector cost something in every app, so what slidelimit adds to them is the
  * difference.
@@ -139,8 +148,8 @@ export function profileTable(
   baselineOf: (server: string) => string,
 ): string {
   const lines = [
-    '| scenario | server | slidelimit code | response head | GC | baseline | its head | its GC |',
-    '| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |',
+    '| scenario | server | slidelimit code | response head | GC | baseline | its head | its GC | implied x baseline |',
+    '| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |',
   ]
   for (const r of rows) {
     if (!r.server.startsWith('slidelimit')) {
@@ -149,7 +158,7 @@ export function profileTable(
     const baseline = baselineOf(r.server)
     const base = rows.find((b) => b.scenario === r.scenario && b.server === baseline)
     lines.push(
-      `| ${r.scenario} | ${r.server} | ${percent(r.slidelimit)} | ${percent(r.headers)} | ${percent(r.gc)} | ${baseline} | ${base === undefined ? '-' : percent(base.headers)} | ${base === undefined ? '-' : percent(base.gc)} |`,
+      `| ${r.scenario} | ${r.server} | ${percent(r.slidelimit)} | ${percent(r.headers)} | ${percent(r.gc)} | ${baseline} | ${base === undefined ? '-' : percent(base.headers)} | ${base === undefined ? '-' : percent(base.gc)} | ${base === undefined ? '-' : impliedRatio(r, base).toFixed(2)} |`,
     )
   }
   return lines.join('\n')
