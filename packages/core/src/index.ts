@@ -4,10 +4,9 @@ export {
   StoreError,
   StoreKeyError,
   asStoreError,
-  describeValue,
 } from './errors.js'
 export type { Store, SlotIncrement, StoreCell } from './store.js'
-export { SlidingWindowLimiter, createLimiter, coarseSlot } from './limiter.js'
+export { SlidingWindowLimiter, createLimiter } from './limiter.js'
 export type { LimiterOptions, Decision, DecideOptions } from './limiter.js'
 export { isLimiter, isStoreError } from './brand.js'
 export { FailoverStore, StoreUnavailableError } from './failover-store.js'

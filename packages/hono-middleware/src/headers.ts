@@ -18,7 +18,7 @@
 //   RateLimit: "burst";r=9;t=1, "hourly";r=42;t=17
 // `q` is the quota, `w` the window in seconds, `r` the remaining quota and `t` the seconds until
 // more quota is available. The items sent here (no `qu` quota unit, no `pk` partition key) read
-// the same in both drafts; each has its function so that a later change has its place.
+// the same in both drafts.
 //
 // When the limit is fixed the policy fields never change, so they are built once.
 
@@ -62,60 +62,24 @@ export function namesPolicies(style: HeaderStyle): boolean {
   return style === 'draft-8' || style === 'draft-10'
 }
 
-// draft-6: https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-06
-
-/** The draft-6 `RateLimit-Policy` item for one policy: `100;w=3600`. */
-export function draft6PolicyField(limit: number, windowSeconds: number): string {
+/** A `RateLimit-Policy` item of draft-6 and draft-7: `100;w=3600`. */
+function unnamedPolicyItem(limit: number, windowSeconds: number): string {
   return `${limit};w=${windowSeconds}`
 }
 
-/** The draft-6 fields: the binding policy's three, with every policy in `RateLimit-Policy`. */
-export function draft6Fields(policyValue: string, bind: Decision): Fields {
-  return {
-    'RateLimit-Policy': policyValue,
-    'RateLimit-Limit': String(bind.limit),
-    'RateLimit-Remaining': String(bind.remaining),
-    'RateLimit-Reset': String(bind.resetSeconds),
-  }
-}
-
-// draft-7: https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-07
-
-/** The draft-7 `RateLimit-Policy` item for one policy: `100;w=3600`, as in draft-6. */
-export function draft7PolicyField(limit: number, windowSeconds: number): string {
-  return `${limit};w=${windowSeconds}`
-}
-
-/** The draft-7 fields: one combined `RateLimit` for the binding policy, and `RateLimit-Policy`. */
-export function draft7Fields(policyValue: string, bind: Decision): Fields {
-  return {
-    'RateLimit-Policy': policyValue,
-    RateLimit: `limit=${bind.limit}, remaining=${bind.remaining}, reset=${bind.resetSeconds}`,
-  }
-}
-
-// draft-8: https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-08
-
-/** The draft-8 `RateLimit-Policy` item for one policy: `"name";q=100;w=3600`. */
-export function draft8PolicyField(name: string, limit: number, windowSeconds: number): string {
+/** A `RateLimit-Policy` item of draft-8 and draft-10: `"name";q=100;w=3600`. */
+function namedPolicyItem(name: string, limit: number, windowSeconds: number): string {
   return `"${name}";q=${limit};w=${windowSeconds}`
 }
 
-/** The draft-8 `RateLimit` item for one decision: `"name";r=42;t=17`. */
-export function draft8RateLimitField(name: string, decision: Decision): string {
-  return `"${name}";r=${decision.remaining};t=${decision.resetSeconds}`
+/** The start of a policy's `RateLimit` item in draft-8 and draft-10, built once: `"name";r=`. */
+export function itemStartOf(name: string): string {
+  return `"${name}";r=`
 }
 
-// draft-10: https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-10
-
-/** The draft-10 `RateLimit-Policy` item for one policy: `"name";q=100;w=3600`. */
-export function policyField(name: string, limit: number, windowSeconds: number): string {
-  return `"${name}";q=${limit};w=${windowSeconds}`
-}
-
-/** The draft-10 `RateLimit` item for one decision: `"name";r=42;t=17`. */
-export function rateLimitField(name: string, decision: Decision): string {
-  return `"${name}";r=${decision.remaining};t=${decision.resetSeconds}`
+/** A `RateLimit` item of draft-8 and draft-10 from its start: `"name";r=42;t=17`. */
+export function rateLimitItem(itemStart: string, decision: Decision): string {
+  return `${itemStart}${decision.remaining};t=${decision.resetSeconds}`
 }
 
 /** The `RateLimit-Policy` item of one policy in a style (not `none`). */
@@ -125,16 +89,9 @@ export function policyItem(
   limit: number,
   windowSeconds: number,
 ): string {
-  switch (style) {
-    case 'draft-6':
-      return draft6PolicyField(limit, windowSeconds)
-    case 'draft-7':
-      return draft7PolicyField(limit, windowSeconds)
-    case 'draft-8':
-      return draft8PolicyField(name, limit, windowSeconds)
-    default:
-      return policyField(name, limit, windowSeconds)
-  }
+  return namesPolicies(style)
+    ? namedPolicyItem(name, limit, windowSeconds)
+    : unnamedPolicyItem(limit, windowSeconds)
 }
 
 /**
@@ -152,14 +109,24 @@ export function fieldsOf(
     case 'none':
       return {}
     case 'draft-6':
-      return draft6Fields(policyValue, bind)
+      // Separate fields for the binding policy.
+      return {
+        'RateLimit-Policy': policyValue,
+        'RateLimit-Limit': String(bind.limit),
+        'RateLimit-Remaining': String(bind.remaining),
+        'RateLimit-Reset': String(bind.resetSeconds),
+      }
     case 'draft-7':
-      return draft7Fields(policyValue, bind)
+      // One combined field for the binding policy.
+      return {
+        'RateLimit-Policy': policyValue,
+        RateLimit: `limit=${bind.limit}, remaining=${bind.remaining}, reset=${bind.resetSeconds}`,
+      }
     default: {
-      // draft-8 and draft-10: the same items (see draft8RateLimitField and rateLimitField).
+      // draft-8 and draft-10: an item per policy.
       let value = ''
       for (const [i, d] of decisions.entries()) {
-        value += `${i === 0 ? '' : ', '}${itemStarts[i] as string}${d.remaining};t=${d.resetSeconds}`
+        value += `${i === 0 ? '' : ', '}${rateLimitItem(itemStarts[i] as string, d)}`
       }
       return { 'RateLimit-Policy': policyValue, RateLimit: value }
     }

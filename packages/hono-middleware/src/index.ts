@@ -18,14 +18,4 @@ export {
   ClientAddressError,
 } from './client-address.js'
 export type { ClientAddressOptions, DebugLogger } from './client-address.js'
-export {
-  draft6Fields,
-  draft6PolicyField,
-  draft7Fields,
-  draft7PolicyField,
-  draft8PolicyField,
-  draft8RateLimitField,
-  policyField,
-  rateLimitField,
-} from './headers.js'
 export type { HeaderStyle } from './headers.js'

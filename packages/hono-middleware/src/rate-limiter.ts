@@ -24,8 +24,10 @@ import {
   checkHeaderStyle,
   checkPolicyName,
   fieldsOf,
+  itemStartOf,
   namesPolicies,
   policyItem,
+  rateLimitItem,
 } from './headers.js'
 import type { HeaderStyle } from './headers.js'
 
@@ -390,7 +392,7 @@ function buildPolicies(options: RateLimiterOptions): Policy[] {
       }
     }
   }
-  return built.map(({ name, limiter: l }) => ({ name, limiter: l, itemStart: `"${name}";r=` }))
+  return built.map(({ name, limiter: l }) => ({ name, limiter: l, itemStart: itemStartOf(name) }))
 }
 
 /**
@@ -654,7 +656,7 @@ export function rateLimiter<E extends Env = Env>(
     const fields: Fields = named
       ? {
           'RateLimit-Policy': policyNow,
-          RateLimit: `${policy.itemStart}${d.remaining};t=${d.resetSeconds}`,
+          RateLimit: rateLimitItem(policy.itemStart, d),
         }
       : fieldsOf(style, policyNow, itemStarts, [info], info)
     return d.allowed ? proceedWith(c, [d], fields, proceed) : deny(c, info, fields)
