@@ -1,10 +1,4 @@
-export {
-  RateLimitError,
-  ConfigError,
-  StoreError,
-  StoreKeyError,
-  asStoreError,
-} from './errors.js'
+export { RateLimitError, ConfigError, StoreError, StoreKeyError, asStoreError } from './errors.js'
 export type { Store, SlotIncrement, StoreCell } from './store.js'
 export { SlidingWindowLimiter, createLimiter } from './limiter.js'
 export type { LimiterOptions, Decision, DecideOptions } from './limiter.js'
