@@ -194,7 +194,7 @@ export class Health {
     // Checked at every read, so that the end of a spray is logged within a minute too.
     if (unlogged.evicted > 0 && now - unlogged.loggedAt >= EVICTION_LOG_INTERVAL_MS) {
       this.#logger.warn(
-        'memcached evicted counters for lack of memory: the limits of their requesters started over (give it more memory, see the README on sizing)',
+        'memcached evicted counters for lack of memory: the limits of their requesters started over (give it more memory, see docs/memcached.md on sizing)',
         { server, evicted: unlogged.evicted, evictions },
       )
       unlogged.evicted = 0
