@@ -30,12 +30,10 @@ import {
   rateLimitItem,
 } from './headers.js'
 import type { HeaderStyle } from './headers.js'
+import { combine } from './combine.js'
+import type { PolicyDecision } from './combine.js'
 
-/** One policy's decision on the current request. */
-export interface PolicyDecision extends Decision {
-  /** The policy name used in the headers. */
-  readonly policy: string
-}
+export type { PolicyDecision } from './combine.js'
 
 /**
  * The decision on the current request, on `c.var.rateLimit`: the binding policy's (the denying
@@ -181,30 +179,40 @@ export interface RateLimitMiddleware<E extends Env = Env> extends MiddlewareHand
   readonly policies: readonly { readonly name: string; readonly limiter: Limiter }[]
 }
 
-const KNOWN_OPTIONS = new Set([
-  'limiter',
-  'store',
-  'limit',
-  'windowSeconds',
-  'bucketSeconds',
-  'policies',
-  'keyGenerator',
-  'trustProxy',
-  'proxyHeader',
-  'ipv6Subnet',
-  'getConnInfo',
-  'logger',
-  'policyName',
-  'headers',
-  'skip',
-  'refund',
-  'handler',
-  'message',
-  'statusCode',
-  'contextVariable',
-  'unavailableHandler',
-])
-const KNOWN_POLICY_OPTIONS = new Set(['name', 'limiter', 'limit', 'windowSeconds', 'bucketSeconds'])
+// Every option, as records typed against the options interfaces: a name added to or taken
+// from an interface without its record (or the other way round) does not compile.
+const OPTION_NAMES: Record<keyof RateLimiterOptions, true> = {
+  limiter: true,
+  store: true,
+  limit: true,
+  windowSeconds: true,
+  bucketSeconds: true,
+  policies: true,
+  keyGenerator: true,
+  trustProxy: true,
+  proxyHeader: true,
+  ipv6Subnet: true,
+  getConnInfo: true,
+  logger: true,
+  policyName: true,
+  headers: true,
+  skip: true,
+  refund: true,
+  handler: true,
+  message: true,
+  statusCode: true,
+  contextVariable: true,
+  unavailableHandler: true,
+}
+const POLICY_OPTION_NAMES: Record<keyof PolicyOptions, true> = {
+  name: true,
+  limiter: true,
+  limit: true,
+  windowSeconds: true,
+  bucketSeconds: true,
+}
+const KNOWN_OPTIONS = new Set(Object.keys(OPTION_NAMES))
+const KNOWN_POLICY_OPTIONS = new Set(Object.keys(POLICY_OPTION_NAMES))
 
 /** The default denial: the original design's text, with the exact wait. */
 export function defaultDenial<E extends Env>(c: Context<E>, info: RateLimitInfo): Response {
@@ -484,6 +492,7 @@ export function rateLimiter<E extends Env = Env>(
     .map((p) => policyItem(style, p.name, p.limiter.limit, p.limiter.windowSeconds))
     .join(', ')
   const itemStarts = policies.map((p) => p.itemStart)
+  const names = policies.map((p) => p.name)
   const single = policies.length === 1 ? (policies[0] as Policy) : undefined
 
   const giveBack = (decisions: readonly Decision[], policyIndexes?: readonly number[]): void => {
@@ -581,38 +590,9 @@ export function rateLimiter<E extends Env = Env>(
     decisions: readonly Decision[],
     proceed: Proceed,
   ): Answer => {
-    const denied = decisions.some((d) => !d.allowed)
+    const { denied, shown, bind } = combine(decisions, names)
     if (denied) {
       giveBack(decisions)
-    }
-    const shown: PolicyDecision[] = decisions.map((d, i) => {
-      const policy = policies[i] as Policy
-      // An admitted decision taken back because another policy denied: its count is back.
-      const remaining = denied && d.allowed ? Math.min(d.remaining + 1, d.limit) : d.remaining
-      return {
-        allowed: d.allowed,
-        limit: d.limit,
-        windowSeconds: d.windowSeconds,
-        remaining,
-        retryAfterSeconds: remaining > 0 ? 0 : d.retryAfterSeconds,
-        resetSeconds: d.resetSeconds,
-        id: d.id,
-        bucket: denied ? -1 : d.bucket,
-        policy: policy.name,
-      }
-    })
-    let bind = shown[0] as PolicyDecision
-    for (const d of shown) {
-      if (denied) {
-        if (!d.allowed && (bind.allowed || d.retryAfterSeconds > bind.retryAfterSeconds)) {
-          bind = d
-        }
-      } else if (
-        d.remaining < bind.remaining ||
-        (d.remaining === bind.remaining && d.resetSeconds > bind.resetSeconds)
-      ) {
-        bind = d
-      }
     }
     const info: RateLimitInfo = { ...bind, allowed: !denied, key, policies: shown }
     setInfo(c, info)
