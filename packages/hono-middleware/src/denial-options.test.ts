@@ -6,7 +6,8 @@ import { MemoryStore } from '@slidelimit/store-memory'
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
 import { rateLimiter } from './rate-limiter.js'
-import type { RateLimitInfo, RateLimiterOptions } from './rate-limiter.js'
+import type { RateLimitInfo } from './rate-limiter.js'
+import type { RateLimiterOptions } from './options.js'
 
 function denied(options: Partial<RateLimiterOptions>) {
   const store = new MemoryStore({ sweepIntervalMs: 0 })

@@ -1,12 +1,8 @@
-export { rateLimiter, defaultDenial, defaultUnavailable } from './rate-limiter.js'
-export type {
-  PolicyDecision,
-  PolicyOptions,
-  RateLimitInfo,
-  RateLimitMiddleware,
-  RateLimiterOptions,
-  RouteHandler,
-} from './rate-limiter.js'
+export { rateLimiter } from './rate-limiter.js'
+export type { RateLimitInfo, RateLimitMiddleware, RouteHandler } from './rate-limiter.js'
+export { defaultDenial, defaultUnavailable } from './options.js'
+export type { PolicyOptions, RateLimiterOptions } from './options.js'
+export type { PolicyDecision } from './combine.js'
 export type { Limiter } from './brands.js'
 export {
   clientAddress,

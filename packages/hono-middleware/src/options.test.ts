@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest'
 import { ClientAddressError, clientAddress } from './client-address.js'
 import type { ClientAddressOptions } from './client-address.js'
 import { rateLimiter } from './rate-limiter.js'
-import type { RateLimiterOptions } from './rate-limiter.js'
+import type { RateLimiterOptions } from './options.js'
 
 const T0 = 1_700_000_000_000
 

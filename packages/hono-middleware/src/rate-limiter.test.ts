@@ -4,7 +4,7 @@ import { MemoryStore } from '@slidelimit/store-memory'
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
 import { rateLimiter } from './rate-limiter.js'
-import type { RateLimiterOptions } from './rate-limiter.js'
+import type { RateLimiterOptions } from './options.js'
 
 const T0 = 1_700_000_000_000
 
