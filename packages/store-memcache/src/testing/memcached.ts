@@ -238,10 +238,24 @@ export async function startMemcached(options: number | MemcachedOptions = {}): P
     },
     items: async (prefix) => {
       const untilEnd = /(^|\n)(END|(SERVER_|CLIENT_)?ERROR[^\r]*)\r\n$/
-      const dump = (await send('lru_crawler metadump all', untilEnd)).reply
-      const keys = [...dump.matchAll(/^key=(\S+) /gm)]
-        .map((match) => decodeURIComponent(match[1] as string))
-        .filter((key) => key.startsWith(prefix))
+      // The crawler walks each LRU while memcached's maintainer thread moves young items between
+      // them, so one dump can miss an item that moved under it: dump until a dump finds nothing
+      // new (the union of all).
+      const found = new Set<string>()
+      for (let dumps = 0; dumps < 10; dumps++) {
+        const dump = (await send('lru_crawler metadump all', untilEnd)).reply
+        const before = found.size
+        for (const match of dump.matchAll(/^key=(\S+) /gm)) {
+          const key = decodeURIComponent(match[1] as string)
+          if (key.startsWith(prefix)) {
+            found.add(key)
+          }
+        }
+        if (dumps > 0 && found.size === before) {
+          break
+        }
+      }
+      const keys = [...found]
       const items = new Map<string, string>()
       for (let i = 0; i < keys.length; i += 100) {
         const { reply } = await send(`get ${keys.slice(i, i + 100).join(' ')}`, untilEnd)
