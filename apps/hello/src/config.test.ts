@@ -146,6 +146,10 @@ describe('loadConfig', () => {
     )
     expect(() => loadConfig({ PORT: '70000' })).toThrow(EnvError)
     expect(() => loadConfig({ HOST: 'bad host!' })).toThrow(/HOST/)
+    // One host name rule with MEMCACHE_CONNECTION_STRING: underscores pass (container names),
+    // digits and dots that are no IPv4 address do not.
+    expect(loadConfig({ HOST: 'app_1.internal' }).host).toBe('app_1.internal')
+    expect(() => loadConfig({ HOST: '127.1' })).toThrow(/HOST/)
     expect(() => loadConfig({ RATE_LIMIT: '-5' })).toThrow(/RATE_LIMIT="-5"/)
   })
 

@@ -3,7 +3,7 @@
 
 import { isIP } from 'node:net'
 import { clientAddress } from '@slidelimit/hono-middleware'
-import { formatServer, parseConnectionString } from '@slidelimit/store-memcache'
+import { formatServer, isHostName, parseConnectionString } from '@slidelimit/store-memcache'
 
 export type StoreBackend = 'memory' | 'memcache'
 export type FailureMode = 'open' | 'closed'
@@ -100,9 +100,6 @@ function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: r
   return value
 }
 
-const HOSTNAME =
-  /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
-
 /** Parses `host:port[,host:port...]` (IPv6 hosts in brackets), or undefined when malformed. */
 export function parseServers(raw: string): string[] | undefined {
   try {
@@ -130,7 +127,7 @@ export function bucketWarning({ windowSeconds, bucketSeconds }: Config): string 
 export function loadConfig(env: Env = process.env): Config {
   const port = integer(env, 'PORT', 5000, 0, 65535)
   const host = read(env, 'HOST') ?? '0.0.0.0'
-  if (isIP(host) === 0 && !HOSTNAME.test(host)) {
+  if (isIP(host) === 0 && !isHostName(host)) {
     throw new EnvError('HOST', host, 'an IP address or a host name to listen on')
   }
   const storeBackend = oneOf<StoreBackend>(env, 'STORE_BACKEND', 'memory', ['memory', 'memcache'])

@@ -13,6 +13,15 @@ export interface ServerAddress {
 const HOSTNAME =
   /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/i
 
+/**
+ * Whether `name` is a host name (letters, digits, `-` and `_` in dot-separated labels of up to
+ * 63 characters, 253 in all) and not digits and dots that are no IPv4 address (`127.1`, which
+ * resolvers read as one). An IP address is not a host name: check it with `net.isIP`.
+ */
+export function isHostName(name: string): boolean {
+  return HOSTNAME.test(name) && !/^[\d.]+$/.test(name)
+}
+
 /** Parses a connection string; throws a ConfigError naming `option` when it is malformed. */
 export function parseConnectionString(value: unknown, option = 'servers'): ServerAddress[] {
   const expected = 'host:port[,host:port...] with ports 1-65535, IPv6 hosts in brackets'
@@ -25,11 +34,9 @@ export function parseConnectionString(value: unknown, option = 'servers'): Serve
     const bracketed = written.startsWith('[')
     const host = bracketed ? written.slice(1, -1) : written
     const port = Number(match?.[2])
-    // A name of digits and dots that is not an IPv4 address (`127.1`) is refused: resolvers
-    // read it as one, and it would be another name for the same server.
-    const validHost = bracketed
-      ? isIP(host) === 6
-      : isIP(host) === 4 || (HOSTNAME.test(host) && !/^[\d.]+$/.test(host))
+    // A name of digits and dots that is not an IPv4 address (`127.1`) is refused (isHostName):
+    // it would be another name for the same server.
+    const validHost = bracketed ? isIP(host) === 6 : isIP(host) === 4 || isHostName(host)
     if (match === null || !validHost || port < 1 || port > 65535) {
       throw new ConfigError(option, value, expected)
     }
