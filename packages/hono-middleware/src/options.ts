@@ -8,7 +8,14 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { isLimiter } from './brands.js'
 import type { Limiter } from './brands.js'
 import type { ClientAddressOptions, DebugLogger } from './client-address.js'
-import { checkPolicyName, itemStartOf } from './headers.js'
+import { clientAddress } from './client-address.js'
+import {
+  checkHeaderStyle,
+  checkPolicyName,
+  itemStartOf,
+  namesPolicies,
+  policyItem,
+} from './headers.js'
 import type { HeaderStyle } from './headers.js'
 import type { RateLimitInfo } from './rate-limiter.js'
 
@@ -336,4 +343,128 @@ export function buildPolicies(options: RateLimiterOptions): Policy[] {
     }
   }
   return built.map(({ name, limiter: l }) => ({ name, limiter: l, itemStart: itemStartOf(name) }))
+}
+
+/** The options checked and turned into what the middleware runs on. */
+export interface Resolved<E extends Env> {
+  /** Answers a denied request. */
+  readonly handler: (c: Context<E>, info: RateLimitInfo) => Response | Promise<Response>
+  readonly unavailableHandler: (c: Context<E>, error: StoreError) => Response | Promise<Response>
+  readonly skip: RateLimiterOptions<E>['skip']
+  readonly refund: RateLimiterOptions<E>['refund']
+  readonly logger: DebugLogger | undefined
+  /** Sets the decision on the context variable. */
+  readonly setInfo: (c: Context<E>, info: RateLimitInfo) => void
+  /** The request's limit, when `limit` is a function of it. */
+  readonly limitOf: ((c: Context<E>) => number | Promise<number>) | undefined
+  readonly policies: Policy[]
+  readonly keyGenerator: (c: Context<E>) => string | Promise<string>
+  readonly style: HeaderStyle
+  /** Whether the style names each policy (draft-8 and later). */
+  readonly named: boolean
+  /** The `RateLimit-Policy` value when the limit is fixed. */
+  readonly policyValue: string
+  /** Each policy's `"name";r=`. */
+  readonly itemStarts: string[]
+  readonly names: string[]
+  /** The policy, when there is one only (the common case, kept lean). */
+  readonly single: Policy | undefined
+}
+
+/**
+ * Checks every option (a ConfigError naming the first bad one) and resolves them: the policies
+ * and their limiters, the key, the denial, the header style and what it builds once.
+ */
+export function resolveOptions<E extends Env>(options: RateLimiterOptions<E>): Resolved<E> {
+  if (typeof options !== 'object') {
+    reject('options', options, 'an object')
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(name)) {
+      reject(name, (options as Record<string, unknown>)[name], 'no such option')
+    }
+  }
+  const {
+    keyGenerator: givenKey,
+    trustProxy,
+    proxyHeader,
+    ipv6Subnet,
+    getConnInfo,
+    logger,
+    headers,
+    skip,
+    refund,
+    handler: givenHandler,
+    message,
+    statusCode,
+    contextVariable = 'rateLimit',
+    unavailableHandler = defaultUnavailable,
+  } = options
+  if (givenHandler !== undefined && (message ?? statusCode) !== undefined) {
+    reject(message === undefined ? 'statusCode' : 'message', message ?? statusCode, 'no handler')
+  }
+  const handler = givenHandler ?? denialFrom(message, statusCode)
+  if (typeof contextVariable !== 'string' || contextVariable === '') {
+    reject('contextVariable', contextVariable, 'a non-empty string')
+  }
+  const setInfo = settingVariable<E>(contextVariable)
+  const limitOf = typeof options.limit === 'function' ? options.limit : undefined
+  const policies = buildPolicies(options as unknown as RateLimiterOptions)
+  if (givenKey !== undefined) {
+    if (typeof givenKey !== 'function') {
+      reject('keyGenerator', givenKey, 'a function of the context')
+    }
+    for (const [option, value] of Object.entries({
+      trustProxy,
+      proxyHeader,
+      ipv6Subnet,
+      getConnInfo,
+    })) {
+      if (value !== undefined) {
+        reject(option, value, 'nothing with keyGenerator (it shapes the default key only)')
+      }
+    }
+  }
+  const keyGenerator =
+    givenKey ??
+    (clientAddress({
+      ...(trustProxy !== undefined && { trustProxy }),
+      ...(proxyHeader !== undefined && { proxyHeader }),
+      ...(ipv6Subnet !== undefined && { ipv6Subnet }),
+      ...(getConnInfo !== undefined && { getConnInfo }),
+      ...(logger !== undefined && { logger }),
+    }) as (c: Context<E>) => string)
+  for (const [option, value] of Object.entries({ handler, unavailableHandler, skip, refund })) {
+    if (value !== undefined && typeof value !== 'function') {
+      reject(option, value, 'a function')
+    }
+  }
+  if (logger !== undefined && typeof (logger as Partial<DebugLogger>).debug !== 'function') {
+    reject('logger', logger, 'an object with a debug(message, fields) method')
+  }
+  const style = checkHeaderStyle(headers)
+  const named = namesPolicies(style)
+  const policyValue = policies
+    .map((p) => policyItem(style, p.name, p.limiter.limit, p.limiter.windowSeconds))
+    .join(', ')
+  const itemStarts = policies.map((p) => p.itemStart)
+  const names = policies.map((p) => p.name)
+  const single = policies.length === 1 ? (policies[0] as Policy) : undefined
+  return {
+    handler,
+    unavailableHandler,
+    skip,
+    refund,
+    logger,
+    setInfo,
+    limitOf,
+    policies,
+    keyGenerator,
+    style,
+    named,
+    policyValue,
+    itemStarts,
+    names,
+    single,
+  }
 }

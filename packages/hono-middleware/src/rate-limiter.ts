@@ -15,22 +15,12 @@ import { isStoreError } from '@slidelimit/core'
 import type { Decision } from '@slidelimit/core'
 import type { Context, Env, MiddlewareHandler, Next } from 'hono'
 import type { Limiter } from './brands.js'
-import { clientAddress } from './client-address.js'
-import type { DebugLogger } from './client-address.js'
 import { combine } from './combine.js'
 import type { PolicyDecision } from './combine.js'
 import { withFields } from './fields.js'
 import type { Fields } from './fields.js'
-import { checkHeaderStyle, fieldsOf, namesPolicies, policyItem, rateLimitItem } from './headers.js'
-import {
-  KNOWN_OPTIONS,
-  buildPolicies,
-  defaultUnavailable,
-  denialFrom,
-  isPromise,
-  reject,
-  settingVariable,
-} from './options.js'
+import { fieldsOf, policyItem, rateLimitItem } from './headers.js'
+import { isPromise, resolveOptions } from './options.js'
 import type { Policy, RateLimiterOptions } from './options.js'
 
 /**
@@ -92,80 +82,23 @@ export interface RateLimitMiddleware<E extends Env = Env> extends MiddlewareHand
 export function rateLimiter<E extends Env = Env>(
   options: RateLimiterOptions<E>,
 ): RateLimitMiddleware<E> {
-  if (typeof options !== 'object') {
-    reject('options', options, 'an object')
-  }
-  for (const name of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(name)) {
-      reject(name, (options as Record<string, unknown>)[name], 'no such option')
-    }
-  }
   const {
-    keyGenerator: givenKey,
-    trustProxy,
-    proxyHeader,
-    ipv6Subnet,
-    getConnInfo,
-    logger,
-    headers,
+    handler,
+    unavailableHandler,
     skip,
     refund,
-    handler: givenHandler,
-    message,
-    statusCode,
-    contextVariable = 'rateLimit',
-    unavailableHandler = defaultUnavailable,
-  } = options
-  if (givenHandler !== undefined && (message ?? statusCode) !== undefined) {
-    reject(message === undefined ? 'statusCode' : 'message', message ?? statusCode, 'no handler')
-  }
-  const handler = givenHandler ?? denialFrom(message, statusCode)
-  if (typeof contextVariable !== 'string' || contextVariable === '') {
-    reject('contextVariable', contextVariable, 'a non-empty string')
-  }
-  const setInfo = settingVariable<E>(contextVariable)
-  const limitOf = typeof options.limit === 'function' ? options.limit : undefined
-  const policies = buildPolicies(options as unknown as RateLimiterOptions)
-  if (givenKey !== undefined) {
-    if (typeof givenKey !== 'function') {
-      reject('keyGenerator', givenKey, 'a function of the context')
-    }
-    for (const [option, value] of Object.entries({
-      trustProxy,
-      proxyHeader,
-      ipv6Subnet,
-      getConnInfo,
-    })) {
-      if (value !== undefined) {
-        reject(option, value, 'nothing with keyGenerator (it shapes the default key only)')
-      }
-    }
-  }
-  const keyGenerator =
-    givenKey ??
-    (clientAddress({
-      ...(trustProxy !== undefined && { trustProxy }),
-      ...(proxyHeader !== undefined && { proxyHeader }),
-      ...(ipv6Subnet !== undefined && { ipv6Subnet }),
-      ...(getConnInfo !== undefined && { getConnInfo }),
-      ...(logger !== undefined && { logger }),
-    }) as (c: Context<E>) => string)
-  for (const [option, value] of Object.entries({ handler, unavailableHandler, skip, refund })) {
-    if (value !== undefined && typeof value !== 'function') {
-      reject(option, value, 'a function')
-    }
-  }
-  if (logger !== undefined && typeof (logger as Partial<DebugLogger>).debug !== 'function') {
-    reject('logger', logger, 'an object with a debug(message, fields) method')
-  }
-  const style = checkHeaderStyle(headers)
-  const named = namesPolicies(style)
-  const policyValue = policies
-    .map((p) => policyItem(style, p.name, p.limiter.limit, p.limiter.windowSeconds))
-    .join(', ')
-  const itemStarts = policies.map((p) => p.itemStart)
-  const names = policies.map((p) => p.name)
-  const single = policies.length === 1 ? (policies[0] as Policy) : undefined
+    logger,
+    setInfo,
+    limitOf,
+    policies,
+    keyGenerator,
+    style,
+    named,
+    policyValue,
+    itemStarts,
+    names,
+    single,
+  } = resolveOptions(options)
 
   const giveBack = (decisions: readonly Decision[], policyIndexes?: readonly number[]): void => {
     for (const [i, decision] of decisions.entries()) {
