@@ -223,6 +223,15 @@ export function reject(option: string, value: unknown, expected: string): never 
   throw new ConfigError(option, value, expected)
 }
 
+/** Refuses the first of `options` that is set: `expected` says why none may be. */
+function refuseSet(options: Record<string, unknown>, expected: string): void {
+  for (const [option, value] of Object.entries(options)) {
+    if (value !== undefined) {
+      reject(option, value, expected)
+    }
+  }
+}
+
 export interface Policy {
   readonly name: string
   readonly limiter: Limiter
@@ -240,17 +249,10 @@ export function buildPolicies(options: RateLimiterOptions): Policy[] {
     if (!Array.isArray(policies) || policies.length === 0) {
       reject('policies', policies, 'a non-empty list of policies')
     }
-    for (const [option, value] of Object.entries({
-      limiter,
-      limit,
-      windowSeconds,
-      bucketSeconds,
-      policyName,
-    })) {
-      if (value !== undefined) {
-        reject(option, value, 'nothing with policies (set it on each policy)')
-      }
-    }
+    refuseSet(
+      { limiter, limit, windowSeconds, bucketSeconds, policyName },
+      'nothing with policies (set it on each policy)',
+    )
     for (const [i, policy] of (policies as PolicyOptions[]).entries()) {
       if (typeof policy !== 'object') {
         reject(`policies[${i}]`, policy, 'a policy object')
@@ -414,16 +416,10 @@ export function resolveOptions<E extends Env>(options: RateLimiterOptions<E>): R
     if (typeof givenKey !== 'function') {
       reject('keyGenerator', givenKey, 'a function of the context')
     }
-    for (const [option, value] of Object.entries({
-      trustProxy,
-      proxyHeader,
-      ipv6Subnet,
-      getConnInfo,
-    })) {
-      if (value !== undefined) {
-        reject(option, value, 'nothing with keyGenerator (it shapes the default key only)')
-      }
-    }
+    refuseSet(
+      { trustProxy, proxyHeader, ipv6Subnet, getConnInfo },
+      'nothing with keyGenerator (it shapes the default key only)',
+    )
   }
   const keyGenerator =
     givenKey ??
