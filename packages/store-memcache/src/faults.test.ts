@@ -269,22 +269,6 @@ describe.skipIf(!available)('MemcacheStore under faults', () => {
     expect(events.map((e) => e.type)).toEqual(['up'])
   })
 
-  it('drops a socket whose reply cannot be framed, fails that call at once, and works on', async () => {
-    proxy = await newProxy(memcached.address)
-    const { store: s, events } = store()
-    expect(await s.update('garbled', four, [], 60)).toEqual([1, 1, 1, 1])
-    await proxy.set({ kind: 'garble' })
-    const garbled = await timed(() => s.update('garbled', four, [], 60))
-    expect(garbled.error).toBeInstanceOf(StoreError)
-    expect(String(garbled.error)).toMatch(/cannot be framed/)
-    expect(garbled.ms).toBeLessThan(DEADLINE_MS)
-    expect(await until(() => proxy.open === 0, BOUND_MS)).toBeLessThan(BOUND_MS)
-    // The garbled batch reached memcached: its counters are at 2.
-    expect(await s.update('garbled', one, [2], 60)).toEqual([3, 2])
-    expect(proxy.accepted).toBe(2)
-    expect(events.map((e) => e.type)).toEqual(['up', 'down', 'up'])
-  })
-
   it('fails a call within its deadline while memcached is slower, then answers at once', async () => {
     proxy = await newProxy(memcached.address)
     const { store: s, events } = store()

@@ -23,11 +23,6 @@
 //   holding the socket, per attempt. It is removed when its socket closes.
 // - `respond` looks callbacks up in maps that leak when a socket closes without an error; it is
 //   replaced by one function that hands every reply to this package.
-// - `responseHandler` copies everything buffered into a new zero-filled buffer on every read,
-//   and makes four buffers and three objects of each reply; a reply that cannot be framed stops
-//   it for good. It is replaced by a framing of this package's own (SASL's replies are handled
-//   as memjs handles them): a reply is a view on the bytes read, valid during its call, and a
-//   reply that cannot be framed drops the socket.
 // - `close()` ends a socket that is still connecting before the writes waiting for it: the end
 //   is queued behind them instead.
 // - The writes waiting for a socket to connect are kept when the peer closes it during a SASL
@@ -39,26 +34,16 @@
 import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 import memjs from 'memjs'
-import { HEADER_BYTES } from './protocol.js'
 
 /** The memjs version this adapter was written and tested against. */
 export const MEMJS_VERSION = '1.3.2'
 
-/**
- * A reply, as memjs frames it; the one a link hands over is valid only during the call (the
- * object and its header are reused, and `key` and `val` are views on the bytes read).
- */
+/** A reply as memjs frames it. */
 export interface MemjsReply {
   header: { opcode: number; status: number; opaque: number }
   key: Buffer
   val: Buffer
 }
-
-/** Opcodes of SASL's replies, and the status of a refused authentication (as memjs reads them). */
-const SASL_LIST_MECHS = 0x20
-const SASL_AUTH = 0x21
-const AUTH_ERROR = 0x20
-const NO_BYTES = Buffer.alloc(0)
 
 /** The memjs.Server members used here (several are missing from its type declarations). */
 interface ServerInternals extends NodeJS.EventEmitter {
@@ -67,8 +52,6 @@ interface ServerInternals extends NodeJS.EventEmitter {
   connected: boolean
   timeoutSet: boolean
   responseBuffer: Buffer
-  responseHandler: (data: Buffer) => void
-  saslAuth: () => void
   respond: (reply: MemjsReply) => void
   sock: (sasl: boolean, go: (socket: Socket) => void) => void
   error: (error: Error | string) => void
@@ -160,14 +143,6 @@ export class MemjsLink {
   readonly #connectTimers = new WeakMap<Socket, NodeJS.Timeout>()
   /** memjs's 'authenticated' listener of a socket that is still authenticating. */
   readonly #authListeners = new WeakMap<Socket, (...args: unknown[]) => void>()
-  /** Bytes read on the current socket that do not make a whole reply yet. */
-  #partial: Buffer = NO_BYTES
-  /** The reply handed over, reused. */
-  readonly #reply: MemjsReply = {
-    header: { opcode: 0, status: 0, opaque: 0 },
-    key: NO_BYTES,
-    val: NO_BYTES,
-  }
 
   constructor(
     host: string,
@@ -186,9 +161,6 @@ export class MemjsLink {
     }) as unknown as ServerInternals
     server.respond = (reply) => {
       events.reply(reply)
-    }
-    server.responseHandler = (data) => {
-      this.#frame(data)
     }
     const memjsError = server.error.bind(server)
     server.error = (error) => {
@@ -278,54 +250,6 @@ export class MemjsLink {
     return closed
   }
 
-  /** Frames the replies in the bytes read on the current socket. */
-  #frame(data: Buffer): void {
-    const server = this.#server
-    const bytes = this.#partial.length === 0 ? data : Buffer.concat([this.#partial, data])
-    const reply = this.#reply
-    const header = reply.header
-    let at = 0
-    while (bytes.length - at >= HEADER_BYTES) {
-      const start = at
-      const bodyLength = bytes.readUInt32BE(start + 8)
-      if (bytes.length - start - HEADER_BYTES < bodyLength) {
-        break
-      }
-      const keyLength = bytes.readUInt16BE(start + 2)
-      const extrasLength = bytes[start + 4] as number
-      if (keyLength + extrasLength > bodyLength) {
-        const socket = server._socket
-        this.#partial = NO_BYTES
-        if (socket !== undefined) {
-          this.drop(socket, new Error('memcached sent a reply that cannot be framed'))
-        }
-        return
-      }
-      const opcode = bytes[start + 1] as number
-      const status = bytes.readUInt16BE(start + 6)
-      const keyStart = start + HEADER_BYTES + extrasLength
-      const valStart = keyStart + keyLength
-      const end = start + HEADER_BYTES + bodyLength
-      at = end
-      if (opcode === SASL_LIST_MECHS) {
-        server.saslAuth()
-      } else if (status === AUTH_ERROR) {
-        server.error('Memcached server authentication failed!')
-      } else if (opcode === SASL_AUTH) {
-        server.emit('authenticated')
-      } else {
-        header.opcode = opcode
-        header.status = status
-        header.opaque = bytes.readUInt32BE(start + 12)
-        reply.key = keyLength === 0 ? NO_BYTES : bytes.subarray(keyStart, valStart)
-        reply.val = end === valStart ? NO_BYTES : bytes.subarray(valStart, end)
-        server.respond(reply)
-      }
-    }
-    // The rest, copied: a view would hold the whole read.
-    this.#partial = at === bytes.length ? NO_BYTES : Buffer.from(bytes.subarray(at))
-  }
-
   #becameReady(socket: Socket): void {
     if (!this.#ready.has(socket)) {
       this.#ready.add(socket)
@@ -340,7 +264,6 @@ export class MemjsLink {
     this.#current = socket
     // A new byte stream: nothing a dead socket left half-read may be glued in front of it.
     server.responseBuffer = Buffer.alloc(0)
-    this.#partial = NO_BYTES
     // memjs's connect timeout end()s without destroying: this one destroys.
     socket.setTimeout(0)
     server.timeoutSet = false

@@ -52,11 +52,6 @@ export type Fault =
    * millisecond after the one before (so that the client reads them apart), in order.
    */
   | { kind: 'trickle'; bytes: number }
-  /**
-   * The next reply packet is forwarded with a key longer than its body: a reply no client can
-   * frame. The packets after it pass. One-shot.
-   */
-  | { kind: 'garble' }
 
 /** A fault proxy, in this process or in a process of its own. */
 export interface FaultPath {
@@ -224,12 +219,6 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         link.upstream.destroy()
       }
       return
-    }
-    if (current.kind === 'garble') {
-      fault = { kind: 'none' } // one-shot
-      const first = Buffer.from(packets[0] as Buffer)
-      first.writeUInt16BE(first.readUInt32BE(8) + 1, 2) // key length past the body
-      packets[0] = first
     }
     const bytes = packets.length === 1 ? (packets[0] as Buffer) : Buffer.concat(packets)
     if (current.kind === 'trickle') {
