@@ -266,6 +266,23 @@ describe('SlidingWindowLimiter store traffic (1 h window, 1 s buckets)', () => {
     expect(store.calls.length).toBe(calls)
   })
 
+  it('remembers denials after a refund with a synchronous store too', async () => {
+    let t = T0 + 7_000
+    const store = new SyncMapStore(() => t)
+    const limiter = createLimiter({ store, now: () => t, limit: 2 })
+    const [first] = await consumeMany(limiter, 'a', 2)
+    await limiter.refund(first as Decision)
+    expect(limiter.decide('a')).toMatchObject({ allowed: true, remaining: 0 })
+    expect(limiter.decide('a')).toMatchObject({ allowed: false })
+    const calls = store.calls
+    for (let i = 0; i < 4; i++) {
+      t += 1000
+      expect(limiter.decide('a')).toMatchObject({ allowed: false })
+    }
+    // Denied from memory: no store call until the remembered denial is checked again (5 s).
+    expect(store.calls).toBe(calls)
+  })
+
   it('turns whatever a store throws or rejects with into a StoreError, never a crash', async () => {
     const failures: [string, () => never][] = [
       [

@@ -405,10 +405,12 @@ export class SlidingWindowLimiter {
     if (!('reads' in plan)) {
       return plan
     }
-    if (this.store.updateSync !== undefined) {
-      return this.#settle(plan, this.#updateSync(plan.key, plan.increments, plan.reads, plan.entry))
-    }
     const entry = plan.entry
+    if (this.store.updateSync !== undefined) {
+      // Nothing overlaps a synchronous decision: it is alone, and counts as the latest one.
+      plan.seq = entry?.started ?? 0
+      return this.#settle(plan, this.#updateSync(plan.key, plan.increments, plan.reads, entry))
+    }
     if (entry === undefined) {
       return this.#update(plan.key, plan.increments, plan.reads, undefined, (values) =>
         this.#settle(plan, values),
@@ -746,7 +748,7 @@ export class SlidingWindowLimiter {
         key: entry.key,
         entry,
         version: entry.version,
-        seq: 0,
+        seq: entry.started,
         alone: true,
         units: entry.units,
         head: entry.head,
