@@ -13,7 +13,7 @@
 import { StoreError, StoreKeyError } from '@slidelimit/core'
 import type { SlotIncrement } from '@slidelimit/core'
 import type { Connection, Request } from './connection.js'
-import type { MemcacheEvent } from './memcache-store.js'
+import type { MemcacheEvent } from './store-options.js'
 import type { MemjsReply } from './memjs-adapter.js'
 import {
   HEADER_BYTES,

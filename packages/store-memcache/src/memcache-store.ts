@@ -10,15 +10,13 @@
 // - Every request has this store's own deadline and its own 32-bit id (connection.ts).
 // - A remove is a queue of chunks of deletes per server, so no request waits behind a big one.
 
-import { hash } from 'node:crypto'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { ConfigError, StoreError } from '@slidelimit/core'
+import { StoreError } from '@slidelimit/core'
 import type { SlotIncrement, Store, StoreCell } from '@slidelimit/core'
 import { Connection } from './connection.js'
 import { CounterBatch } from './counter-batch.js'
 import type { BatchContext } from './counter-batch.js'
-import { formatServer, parseConnectionString } from './connection-string.js'
-import { ServerRing } from './ring.js'
+import { type Placement, Placements } from './placements.js'
 import {
   Opcode,
   Status,
@@ -27,85 +25,18 @@ import {
   expiryField,
   parseCounterText,
 } from './protocol.js'
+import { Removal } from './removal.js'
+import { ServerRing } from './ring.js'
+import {
+  type MemcacheEvent,
+  type MemcacheStoreOptions,
+  resolveStoreOptions,
+} from './store-options.js'
 
-/** Something an operator may want to know about; the store never logs by itself. */
-export type MemcacheEvent =
-  /** The server answers: for the first time, or again (`restored`) after it was down. */
-  | { type: 'up'; server: string; restored: boolean }
-  /** The connection to the server was lost, or it missed a deadline. */
-  | { type: 'down'; server: string; error: string }
-  /** A counter held something that is not a number; it was deleted. */
-  | { type: 'corrupt-counter'; server: string; counter: string; key: string }
-  /**
-   * An increment lost the race to create its counter (normal under load) and was sent again;
-   * or, `resent: false`, it lost it too often and its call failed.
-   */
-  | { type: 'create-race'; server: string; counter: string; resent: boolean }
+export type { MemcacheEvent, MemcacheStoreOptions } from './store-options.js'
 
-/** Options of {@link MemcacheStore}. */
-export interface MemcacheStoreOptions {
-  /**
-   * The servers, `host:port[,host:port...]` (IPv6 hosts in brackets), each once. Several servers
-   * form a pool: each requester is placed on one of them by a ketama ring, the same in every
-   * process that lists the same servers under the same names, in any order. Defaults to
-   * `127.0.0.1:11211`.
-   */
-  servers?: string
-  /**
-   * Milliseconds memcached has to answer a request before it fails with a StoreError (and the
-   * socket is dropped); the operations may still land in memcached. Defaults to `50`.
-   */
-  deadlineMs?: number
-  /** Prepended to every memcached key; printable ASCII, no spaces. Defaults to `"sl:"`. */
-  prefix?: string
-  /** Receives connection changes, corrupt counters and create races. Defaults to ignoring them. */
-  onEvent?: (event: MemcacheEvent) => void
-  /** TCP keep-alive on the sockets. Defaults to `true`. */
-  keepAlive?: boolean
-  /**
-   * Milliseconds a new connection has to connect, and authenticate with SASL, before it is
-   * dropped. Requests waiting for it fail at their own deadline meanwhile. Defaults to
-   * `max(1000, 4 * deadlineMs)`.
-   */
-  connectTimeoutMs?: number
-  /**
-   * SASL credentials (PLAIN), for servers that ask for them. Default to the variables memjs
-   * reads: MEMCACHIER_USERNAME / MEMCACHE_USERNAME and MEMCACHIER_PASSWORD / MEMCACHE_PASSWORD.
-   */
-  username?: string
-  password?: string
-  /**
-   * The clock, in milliseconds since the epoch: counters living longer than 30 days are sent
-   * with an absolute expiry. Defaults to `Date.now`.
-   */
-  now?: () => number
-  /**
-   * The id of the first request; ids count up from it and wrap at 2^32. For tests of long
-   * uptimes. Defaults to `1`.
-   */
-  firstRequestId?: number
-}
-
-/** Requesters whose placement (key base and server) is remembered. */
-const KEY_BASE_CACHE = 50_000
-/**
- * Quiet deletes per request of a remove: memcached answers each delete of a missing counter, so
- * a chunk of them takes about 2 ms on loopback, well within a deadline, and is all a decision
- * on the same socket waits behind (a 3600 s window of 1 s buckets is 15 chunks).
- */
-const REMOVE_CHUNK = 256
 /** Milliseconds between event-loop delay samples (for deadline messages). */
 const LOOP_DELAY_RESOLUTION_MS = 10
-
-/** Where a requester's counters live: their memcached key base, and its server. */
-interface Placement {
-  base: string
-  /** `base` as ASCII bytes, for encoding. */
-  bytes: Uint8Array
-  connection: Connection
-  /** The store that made it: a cell's placement is used by that store only. */
-  store: MemcacheStore
-}
 
 /** Parses a counter as memcached stores it: 0 when missing; undefined when not a number. */
 export function parseCounter(value: Buffer | null): number | undefined {
@@ -133,10 +64,8 @@ export class MemcacheStore implements Store {
   readonly shards: readonly string[]
   readonly #connections: Connection[]
   readonly #byServer = new Map<string, Connection>()
-  readonly #ring: ServerRing
-  readonly #placements = new Map<string, Placement>()
-  /** The last remove queued on each server: the next one starts when it has settled. */
-  readonly #removing = new Map<Connection, Promise<void>>()
+  readonly #placements: Placements
+  readonly #removal: Removal
   readonly #onEvent: (event: MemcacheEvent) => void
   readonly #now: () => number
   readonly #connectTimeoutMs: number
@@ -147,55 +76,20 @@ export class MemcacheStore implements Store {
   #closed = false
   #closing: Promise<void> | undefined
 
-  constructor({
-    servers = '127.0.0.1:11211',
-    deadlineMs = 50,
-    prefix = 'sl:',
-    onEvent = () => undefined,
-    keepAlive = true,
-    connectTimeoutMs,
-    username,
-    password,
-    now = Date.now,
-    firstRequestId = 1,
-  }: MemcacheStoreOptions = {}) {
-    const addresses = parseConnectionString(servers, 'servers')
-    const names = addresses.map(formatServer)
-    const twice = names.find((name, i) => names.indexOf(name) !== i)
-    if (twice !== undefined) {
-      throw new ConfigError('servers', servers, `each server once (${twice} is listed twice)`)
-    }
-    if (!Number.isFinite(deadlineMs) || deadlineMs <= 0 || deadlineMs > 60_000) {
-      throw new ConfigError('deadlineMs', deadlineMs, 'milliseconds above 0, at most 60000')
-    }
-    if (typeof prefix !== 'string' || !/^[\x21-\x7e]{0,100}$/.test(prefix)) {
-      throw new ConfigError('prefix', prefix, 'at most 100 printable ASCII characters, no spaces')
-    }
-    if (typeof onEvent !== 'function') {
-      throw new ConfigError('onEvent', onEvent, 'a function of an event')
-    }
-    const connectMs = connectTimeoutMs ?? Math.max(1000, 4 * deadlineMs)
-    if (!Number.isFinite(connectMs) || connectMs <= 0 || connectMs > 600_000) {
-      throw new ConfigError(
-        'connectTimeoutMs',
-        connectTimeoutMs,
-        'milliseconds above 0, at most 600000',
-      )
-    }
-    for (const [option, value] of [
-      ['username', username],
-      ['password', password],
-    ] as const) {
-      if (value !== undefined && typeof value !== 'string') {
-        throw new ConfigError(option, value, 'a string')
-      }
-    }
-    if (typeof now !== 'function') {
-      throw new ConfigError('now', now, 'a function returning milliseconds')
-    }
-    if (!Number.isInteger(firstRequestId) || firstRequestId < 0 || firstRequestId >= 2 ** 32) {
-      throw new ConfigError('firstRequestId', firstRequestId, 'a whole number from 0 to 2^32 - 1')
-    }
+  constructor(options: MemcacheStoreOptions = {}) {
+    const {
+      addresses,
+      names,
+      deadlineMs,
+      connectTimeoutMs: connectMs,
+      prefix,
+      onEvent,
+      keepAlive,
+      username,
+      password,
+      now,
+      firstRequestId,
+    } = resolveStoreOptions(options)
     this.deadlineMs = deadlineMs
     this.#connectTimeoutMs = connectMs
     this.prefix = prefix
@@ -211,9 +105,6 @@ export class MemcacheStore implements Store {
     }
     this.servers = names
     this.shards = names
-    this.#ring = new ServerRing(
-      addresses.map((address, i) => ({ address, name: names[i] as string })),
-    )
     this.#loopDelay.enable()
     this.#connections = addresses.map(
       ({ host, port }, i) =>
@@ -237,16 +128,25 @@ export class MemcacheStore implements Store {
     for (const connection of this.#connections) {
       this.#byServer.set(connection.server, connection)
     }
+    const ring = new ServerRing(
+      addresses.map((address, i) => ({ address, name: names[i] as string })),
+    )
+    this.#placements = new Placements(prefix, ring, this.#byServer, this)
+    this.#removal = new Removal({
+      name: this.name,
+      nextId: () => this.#nextId(),
+      closed: () => this.#closed,
+    })
   }
 
   /** The memcached key prefix for a requester: prefix, then a hash of the key. */
   keyBase(key: string): string {
-    return this.#placementOf(key).base
+    return this.#placements.of(key).base
   }
 
   /** The server (`host:port`) that holds every counter of a requester. */
   shardOf(key: string): string {
-    return this.#placementOf(key).connection.server
+    return this.#placements.of(key).connection.server
   }
 
   /** Each server's state: `up` once it answered, `down` after it was lost, else `unknown`. */
@@ -275,8 +175,8 @@ export class MemcacheStore implements Store {
     }
     // The cell's placement (a key's placement never changes) saves the lookup and the hash.
     let placement = cell?.held as Placement | undefined
-    if (placement?.store !== this) {
-      placement = this.#placementOf(key)
+    if (placement?.owner !== this) {
+      placement = this.#placements.of(key)
       if (cell !== undefined) {
         cell.held = placement
       }
@@ -304,13 +204,10 @@ export class MemcacheStore implements Store {
   }
 
   /**
-   * Removes the counters `slots` of `key` from the key's server, in requests of at most
-   * {@link REMOVE_CHUNK} quiet deletes (memcached answers a quiet delete only when it fails; a
-   * counter that is missing is gone already), each closed by a no-op and with its own deadline,
-   * the next sent once the previous one is answered. One remove at a time per server (the
-   * others wait their turn), so the decisions on its socket only ever wait behind one chunk.
-   * A chunk that fails fails the remove with a StoreError; the chunks after it are not sent,
-   * and the counters of those before it are gone.
+   * Removes the counters `slots` of `key` from the key's server, in chunks of quiet deletes, one
+   * remove at a time per server, so that the decisions on its socket only ever wait behind one
+   * chunk (see removal.ts). A chunk that fails fails the remove with a StoreError; the chunks
+   * after it are not sent, and the counters of those before it are gone.
    */
   remove(key: string, slots: readonly number[]): Promise<void> {
     if (this.#closed) {
@@ -319,71 +216,8 @@ export class MemcacheStore implements Store {
     if (slots.length === 0) {
       return Promise.resolve()
     }
-    const { base, connection } = this.#placementOf(key)
-    const previous = this.#removing.get(connection)
-    // The first remove on a server starts at once (its first chunk leaves with this turn's
-    // requests, as an update's batch does); the others when the one before them has settled.
-    const run =
-      previous === undefined
-        ? this.#removeInChunks(connection, base, slots)
-        : previous.then(() => this.#removeInChunks(connection, base, slots))
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    )
-    this.#removing.set(connection, settled)
-    void settled.then(() => {
-      if (this.#removing.get(connection) === settled) {
-        this.#removing.delete(connection)
-      }
-    })
-    return run
-  }
-
-  /** The chunks of a remove, one after the other; stops at the first that fails. */
-  async #removeInChunks(
-    connection: Connection,
-    base: string,
-    slots: readonly number[],
-  ): Promise<void> {
-    for (let from = 0; from < slots.length; from += REMOVE_CHUNK) {
-      if (this.#closed) {
-        throw new StoreError(this.name, 'the store is closed')
-      }
-      await this.#removeChunk(connection, base, slots.slice(from, from + REMOVE_CHUNK))
-    }
-  }
-
-  /** One request of quiet deletes and a closing no-op; resolves when the no-op is answered. */
-  #removeChunk(connection: Connection, base: string, slots: readonly number[]): Promise<void> {
-    const id = this.#nextId()
-    const batch = encodeBatch(
-      id,
-      slots.map((slot) => ({ opcode: Opcode.deleteq, key: base + String(slot) })),
-    )
-    return new Promise<void>((resolve, reject) => {
-      let failure: StoreError | undefined
-      connection.send(id, batch, {
-        onReply: ({ header: { opcode, status } }) => {
-          if (opcode === Opcode.noop) {
-            if (failure === undefined) {
-              resolve()
-            } else {
-              reject(failure)
-            }
-            return true
-          }
-          if (opcode !== Opcode.deleteq || status !== Status.keyNotFound) {
-            failure ??= new StoreError(
-              this.name,
-              `${connection.server} failed to remove a counter of ${base} (opcode ${opcode}, status ${status})`,
-            )
-          }
-          return false
-        },
-        onFail: reject,
-      })
-    })
+    const { base, connection } = this.#placements.of(key)
+    return this.#removal.remove(connection, base, slots)
   }
 
   /** Resolves when every server (only `server`, when given) answers a no-op within the deadline. */
@@ -488,28 +322,6 @@ export class MemcacheStore implements Store {
     } catch {
       // ignored: the listener's failure must not fail a decision
     }
-  }
-
-  /** A requester's key base and server, remembered for the most recent requesters. */
-  #placementOf(key: string): Placement {
-    let placement = this.#placements.get(key)
-    if (placement === undefined) {
-      const base = `${this.prefix}${hash('sha1', key, 'base64url')}:`
-      placement = {
-        base,
-        bytes: Buffer.from(base, 'latin1'),
-        connection: this.#byServer.get(this.#ring.serverOf(base)) as Connection,
-        store: this,
-      }
-      if (this.#placements.size >= KEY_BASE_CACHE) {
-        for (const oldest of this.#placements.keys()) {
-          this.#placements.delete(oldest)
-          break
-        }
-      }
-      this.#placements.set(key, placement)
-    }
-    return placement
   }
 
   /** Every connection, or the one of `server`; a StoreError for a server not in the pool. */
