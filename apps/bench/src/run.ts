@@ -23,6 +23,7 @@ import type { HelloKind } from './hello-server.js'
 import { hasCommand, load, loadTool } from './load.js'
 import { MEMORY_LIMITERS } from './memory-limiters.js'
 import { profileShares } from './profile.js'
+import { packageVersions } from './versions.js'
 import type { CpuProfile } from './profile.js'
 import { memcachedOps, memoryTable, profileTable, summarise, table } from './report.js'
 import type { Measurement, MemoryRow, ProfileRow } from './report.js'
@@ -210,36 +211,6 @@ async function measureMemory(
   return JSON.parse(output.trim()) as MemoryRow
 }
 
-/**
- * The installed version of `pkg`: the package.json above its entry point (most packages do not
- * export their package.json, so it cannot be resolved directly).
- */
-function versionOf(pkg: string): string {
-  try {
-    let dir = dirname(fileURLToPath(import.meta.resolve(pkg)))
-    for (;;) {
-      try {
-        const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
-          name?: string
-          version?: string
-        }
-        if (manifest.name === pkg && manifest.version !== undefined) {
-          return manifest.version
-        }
-      } catch {
-        // no package.json here
-      }
-      const up = dirname(dir)
-      if (up === dir) {
-        return 'unknown'
-      }
-      dir = up
-    }
-  } catch {
-    return 'unknown'
-  }
-}
-
 async function main(): Promise<void> {
   const memcached: Memcached = await startMemcached()
   if (pin && memcached.process.pid !== undefined) {
@@ -377,17 +348,7 @@ async function main(): Promise<void> {
       arch: process.arch,
     },
     node: process.version,
-    versions: Object.fromEntries(
-      [
-        'hono',
-        '@hono/node-server',
-        'hono-rate-limiter',
-        'rate-limiter-flexible',
-        'memjs',
-        'memcached',
-        'autocannon',
-      ].map((p) => [p, versionOf(p)]),
-    ),
+    versions: packageVersions(),
     rows,
     helloRows,
     profiles,

@@ -1,26 +1,10 @@
-// The bucketed sliding-window limiter.
+// The bucketed sliding-window limiter: a request is admitted when the admitted requests counted
+// in the window's buckets number fewer than the limit. A decision increments first, then sums,
+// and rolls its own increment back when over the limit, so that limiters in many processes
+// sharing one store never admit more than the limit together. Long windows are also counted in
+// coarse groups, settled counters are cached per requester, and denials are remembered:
+// docs/algorithm.md explains each, with a picture.
 //
-// Time is cut into buckets of `bucketSeconds`; a request at time t (bucket b) is admitted when
-// the admitted requests counted in buckets b-n+1 .. b (n = windowSeconds / bucketSeconds)
-// number fewer than `limit`. A decision increments first, then sums, and rolls its own
-// increment back when the sum is over the limit, so that limiters in many processes sharing
-// one store never admit more than `limit` in any window.
-//
-// Long windows would need n counters read per decision. Each admitted request is therefore
-// also counted in a coarse counter for its group of G buckets (G about sqrt(n)): the window is
-// the fine buckets of the partial group at its old edge, then whole groups, then the current
-// group, whose coarse value comes back from the increment itself.
-//
-// Counters stop changing once their bucket is older than a grace period (longer than the clock
-// skew between processes): every process has moved on to later buckets. Each limiter keeps, per
-// requester, the values of those settled counters that are still in the window (a short sorted
-// list of non-zero units), so that a decision in steady state sends only its two increments and
-// reads at most one still-changing coarse group and one newly settled one. A requester seen for
-// the first time costs one read of its whole window (about 2 * sqrt(n) counters, 119 for an hour
-// of one-second buckets); a coarse group reaching the window's old edge is read in detail once.
-// A denial is remembered until its exact retry time, and repeated requests until then are denied
-// from memory with no store traffic: counts only fall while nothing is admitted.
-
 // The modules: window.ts holds the bucket arithmetic, requester-cache.ts what is kept per
 // requester, plan.ts a decision's reads and the pure steps over a reply; this file decides.
 
