@@ -21,6 +21,7 @@ import {
   countedOf,
   countedUnits,
   findLeave,
+  holdsRequests,
   walkCounted,
 } from './plan.js'
 import {
@@ -459,14 +460,15 @@ export class SlidingWindowLimiter {
     }
     // More quota frees up when the oldest counted unit leaves; with nothing older counted, the
     // current bucket (or group, which ends with it) leaves first.
-    let leave = bucket
-    walkCounted(plan, values, plan.reads.slots.length, (_from, to, count) => {
-      if (count > 0) {
-        leave = to
-      }
-      return count > 0
-    })
-    return this.#admitted(plan.id, plan.nowMs, bucket, sum, leave, plan.limit)
+    const oldest = walkCounted(plan, values, plan.reads.slots.length, holdsRequests)
+    return this.#admitted(
+      plan.id,
+      plan.nowMs,
+      bucket,
+      sum,
+      oldest < 0 ? bucket : oldest,
+      plan.limit,
+    )
   }
 
   /** An admitted decision: `sum` counted with this request, the oldest leaving after `leave`. */

@@ -65,30 +65,37 @@ export interface Counted {
  * Visits what a plan counted, oldest first, until `visit` returns true: the fine buckets read at
  * the old edge, the cached units after the one they replace, then the reads after the edge ones
  * up to index `end`. Read values come from `values` (the store's reply, increments first).
+ * Returns the last bucket of the unit `visit` stopped at, or -1 when it did not stop.
  */
 export function walkCounted(
   plan: Plan,
   values: readonly number[],
   end: number,
   visit: (from: number, to: number, count: number) => boolean,
-): void {
+): number {
   const { reads, edgeReads, units } = plan
   const at = plan.increments.length
   for (let i = 0; i < edgeReads; i++) {
     if (visit(reads.from[i] as number, reads.to[i] as number, values[at + i] ?? 0)) {
-      return
+      return reads.to[i] as number
     }
   }
   for (let u = edgeReads > 0 ? plan.first + UNIT : plan.first; u < units.length; u += UNIT) {
     if (visit(unitFrom(units, u), unitTo(units, u), unitCount(units, u))) {
-      return
+      return unitTo(units, u)
     }
   }
   for (let i = edgeReads; i < end; i++) {
     if (visit(reads.from[i] as number, reads.to[i] as number, values[at + i] ?? 0)) {
-      return
+      return reads.to[i] as number
     }
   }
+  return -1
+}
+
+/** A visitor for {@link walkCounted} that stops at the first unit holding a request. */
+export function holdsRequests(_from: number, _to: number, count: number): boolean {
+  return count > 0
 }
 
 /** Everything a plan counted, oldest first. */
