@@ -1,7 +1,7 @@
 import { ConfigError, StoreError, StoreKeyError, createLimiter } from '@slidelimit/core'
 import { describeStoreConformance } from '@slidelimit/core/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MemcacheStore, parseCounter } from './memcache-store.js'
+import { MemcacheStore } from './memcache-store.js'
 import { freePort, memcachedAvailable, startMemcached } from './testing/memcached.js'
 import type { Memcached } from './testing/memcached.js'
 
@@ -122,13 +122,5 @@ describe('MemcacheStore options', () => {
     ]) {
       expect(() => new MemcacheStore(options)).toThrow(ConfigError)
     }
-  })
-
-  it('parses counters as memcached stores them', () => {
-    expect(parseCounter(null)).toBe(0)
-    expect(parseCounter(Buffer.from('42'))).toBe(42)
-    expect(parseCounter(Buffer.from('9 '))).toBe(9)
-    expect(parseCounter(Buffer.from('nope'))).toBeUndefined()
-    expect(parseCounter(Buffer.from(''))).toBeUndefined()
   })
 })

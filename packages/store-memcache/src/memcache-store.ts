@@ -17,14 +17,7 @@ import { Connection } from './connection.js'
 import { CounterBatch } from './counter-batch.js'
 import type { BatchContext } from './counter-batch.js'
 import { type Placement, Placements } from './placements.js'
-import {
-  Opcode,
-  Status,
-  encodeBatch,
-  encodeRequest,
-  expiryField,
-  parseCounterText,
-} from './protocol.js'
+import { Opcode, Status, encodeBatch, encodeRequest, expiryField } from './protocol.js'
 import { Removal } from './removal.js'
 import { ServerRing } from './ring.js'
 import {
@@ -37,11 +30,6 @@ export type { MemcacheEvent, MemcacheStoreOptions } from './store-options.js'
 
 /** Milliseconds between event-loop delay samples (for deadline messages). */
 const LOOP_DELAY_RESOLUTION_MS = 10
-
-/** Parses a counter as memcached stores it: 0 when missing; undefined when not a number. */
-export function parseCounter(value: Buffer | null): number | undefined {
-  return value === null ? 0 : parseCounterText(value)
-}
 
 /**
  * Counters in memcached, shared by every process that uses the same servers and prefix.

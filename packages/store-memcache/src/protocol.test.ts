@@ -161,6 +161,13 @@ describe('the binary protocol against bytes from a real memcached', () => {
     }
   })
 
+  it('parses counters as memcached stores them: digits, trailing spaces of a decrement', () => {
+    expect(parseCounterText(Buffer.from('42'))).toBe(42)
+    expect(parseCounterText(Buffer.from('9 '))).toBe(9)
+    expect(parseCounterText(Buffer.from('nope'))).toBeUndefined()
+    expect(parseCounterText(Buffer.from(''))).toBeUndefined()
+  })
+
   it('frames nothing from half a packet', () => {
     const { fixture: decision } = fixture('a decision')
     const bytes = Buffer.from(decision.received, 'hex')
