@@ -21,7 +21,7 @@ import { withFields } from './fields.js'
 import type { Fields } from './fields.js'
 import { fieldsOf, policyItem, rateLimitItem } from './headers.js'
 import { isPromise, resolveOptions } from './options.js'
-import type { Policy, RateLimiterOptions } from './options.js'
+import type { Policy, RateLimiterOptions, Resolved } from './options.js'
 
 /**
  * The decision on the current request, on `c.var.rateLimit`: the binding policy's (the denying
@@ -82,131 +82,134 @@ export interface RateLimitMiddleware<E extends Env = Env> extends MiddlewareHand
 export function rateLimiter<E extends Env = Env>(
   options: RateLimiterOptions<E>,
 ): RateLimitMiddleware<E> {
-  const {
-    handler,
-    unavailableHandler,
-    skip,
-    refund,
-    logger,
-    setInfo,
-    limitOf,
-    policies,
-    keyGenerator,
-    style,
-    named,
-    policyValue,
-    itemStarts,
-    names,
-    single,
-  } = resolveOptions(options)
+  const flow = new LimitFlow(resolveOptions(options))
+  const middleware = ((c: Context<E>, next: Next) =>
+    flow.run(c, next)) as unknown as RateLimitMiddleware<E>
+  middleware.wrap = (route) => (c, next) =>
+    flow.run(c, () => route(c, next)) as Response | Promise<Response>
+  Object.defineProperty(middleware, 'policies', {
+    value: flow.config.policies.map(({ name, limiter }) => ({ name, limiter })),
+  })
+  return middleware
+}
 
-  const giveBack = (decisions: readonly Decision[], policyIndexes?: readonly number[]): void => {
-    for (const [i, decision] of decisions.entries()) {
-      if (decision.allowed) {
-        const policy = policies[policyIndexes?.[i] ?? i] as Policy
-        policy.limiter.refund(decision).catch((error: unknown) => {
-          logger?.debug('could not refund a request', { policy: policy.name, error: String(error) })
-        })
+/**
+ * One middleware's flow, top to bottom: skip, key, decide (one policy, one under a limit of the
+ * request's, or several), then answer (the denial, or the route with the header fields).
+ */
+class LimitFlow<E extends Env> {
+  constructor(readonly config: Resolved<E>) {}
+
+  /** Limits one request; `proceed` runs the route. */
+  run(c: Context<E>, proceed: Proceed): Answer {
+    const skip = this.config.skip
+    if (skip !== undefined) {
+      const skipped = skip(c)
+      if (isPromise(skipped)) {
+        return skipped.then((yes) => (yes ? proceed() : this.#keyThenDecide(c, proceed)))
+      }
+      if (skipped) {
+        return proceed()
       }
     }
+    return this.#keyThenDecide(c, proceed)
   }
 
-  /** The header fields for the decisions (taken back ones shown with their count back). */
-  const fieldsFor = (decisions: readonly PolicyDecision[], bind: PolicyDecision): Fields =>
-    fieldsOf(style, policyValue, itemStarts, decisions, bind)
+  #keyThenDecide(c: Context<E>, proceed: Proceed): Answer {
+    const key = this.config.keyGenerator(c)
+    return isPromise(key)
+      ? key.then((k) => this.#decide(c, k, proceed))
+      : this.#decide(c, key, proceed)
+  }
 
-  const failed = (c: Context<E>, error: unknown): Response | Promise<Response> => {
-    // By code, not class: the store may come with another copy of @slidelimit/core.
-    if (isStoreError(error)) {
-      return unavailableHandler(c, error)
+  #decide(c: Context<E>, key: string, proceed: Proceed): Answer {
+    if (typeof key !== 'string') {
+      throw new TypeError(`keyGenerator returned ${typeof key}, not a string`)
     }
-    throw error
-  }
-
-  /** The denial: Retry-After and the fields on the handler's response. */
-  const deny = (
-    c: Context<E>,
-    info: RateLimitInfo,
-    fields: Fields,
-  ): Response | Promise<Response> => {
-    fields['Retry-After'] = String(info.retryAfterSeconds)
-    const res = handler(c, info)
-    return isPromise(res) ? res.then((r) => withFields(r, fields)) : withFields(res, fields)
-  }
-
-  /**
-   * Runs the route (`wrap`: it answers a Response; middleware: `next()`, after which the answer
-   * is `c.res`), adds the fields, and takes the request back when `refund` says so.
-   */
-  const proceedWith = (
-    c: Context<E>,
-    decisions: readonly Decision[],
-    fields: Fields,
-    proceed: Proceed,
-  ): Answer => {
-    const finish = (value: Response | undefined): Response | undefined => {
-      let res = value
-      if (res === undefined) {
-        // Middleware: the route's answer is on the context.
-        const before = c.res
-        const after = style === 'none' ? before : withFields(before, fields)
-        if (after !== before) {
-          c.res = after
-        }
-        res = after
-        if (refund?.(c, res) === true) {
-          giveBack(decisions)
-        }
-        return undefined
-      }
-      res = style === 'none' ? res : withFields(res, fields)
-      if (refund?.(c, res) === true) {
-        giveBack(decisions)
-      }
-      return res
+    const { single, limitOf } = this.config
+    if (single === undefined) {
+      return this.#decideAll(c, key, proceed)
     }
-    let result: ReturnType<Proceed>
+    if (limitOf !== undefined) {
+      return this.#decideUnder(c, key, single, limitOf(c), proceed)
+    }
+    let decision: Decision | Promise<Decision>
     try {
-      result = proceed()
+      decision = single.limiter.decide(key)
     } catch (error) {
-      if (refund !== undefined) {
-        giveBack(decisions)
-      }
-      throw error
+      return this.#failed(c, error)
     }
-    if (isPromise(result)) {
-      return result.then(
-        (value) => finish(value instanceof Response ? value : undefined),
-        (error: unknown) => {
-          if (refund !== undefined) {
-            giveBack(decisions)
-          }
-          throw error
-        },
+    if (isPromise(decision)) {
+      return decision.then(
+        (d) => this.#respondOne(c, key, d, proceed),
+        (error: unknown) => this.#failed(c, error),
       )
     }
-    return finish(result)
+    return this.#respondOne(c, key, decision, proceed)
   }
 
-  /** Answers from the decisions of several policies. */
-  const respond = (
+  /** One policy under the limit the request's `limit` function gave. */
+  #decideUnder(
     c: Context<E>,
     key: string,
-    decisions: readonly Decision[],
+    policy: Policy,
+    limit: number | Promise<number>,
     proceed: Proceed,
-  ): Answer => {
-    const { denied, shown, bind } = combine(decisions, names)
-    if (denied) {
-      giveBack(decisions)
+  ): Answer {
+    if (isPromise(limit)) {
+      return limit.then((l) => this.#decideUnder(c, key, policy, l, proceed))
     }
-    const info: RateLimitInfo = { ...bind, allowed: !denied, key, policies: shown }
-    setInfo(c, info)
-    const fields = fieldsFor(shown, bind)
-    return denied ? deny(c, info, fields) : proceedWith(c, decisions, fields, proceed)
+    let decision: Decision | Promise<Decision>
+    try {
+      decision = policy.limiter.decide(key, { limit })
+    } catch (error) {
+      return this.#failed(c, error)
+    }
+    return isPromise(decision)
+      ? decision.then(
+          (d) => this.#respondOne(c, key, d, proceed),
+          (error: unknown) => this.#failed(c, error),
+        )
+      : this.#respondOne(c, key, decision, proceed)
+  }
+
+  /** Several policies, decided together; when one fails, those that counted take it back. */
+  #decideAll(c: Context<E>, key: string, proceed: Proceed): Answer {
+    const pending = this.config.policies.map((p) => {
+      try {
+        return p.limiter.decide(key)
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)))
+      }
+    })
+    if (!pending.some(isPromise)) {
+      return this.#respond(c, key, pending as Decision[], proceed)
+    }
+    return Promise.allSettled(pending.map(async (p) => p)).then((settled) => {
+      const errors = settled.filter((s) => s.status === 'rejected')
+      if (errors.length > 0) {
+        // Take back what the policies that answered counted.
+        const done = settled.flatMap((s, i) =>
+          s.status === 'fulfilled' ? [{ d: s.value, i }] : [],
+        )
+        this.#giveBack(
+          done.map((x) => x.d),
+          done.map((x) => x.i),
+        )
+        return this.#failed(c, (errors[0] as PromiseRejectedResult).reason)
+      }
+      return this.#respond(
+        c,
+        key,
+        settled.map((s) => (s as PromiseFulfilledResult<Decision>).value),
+        proceed,
+      )
+    })
   }
 
   /** One policy, its decision at hand: the common case, kept lean. */
-  const respondOne = (c: Context<E>, key: string, d: Decision, proceed: Proceed): Answer => {
+  #respondOne(c: Context<E>, key: string, d: Decision, proceed: Proceed): Answer {
+    const { single, limitOf, policyValue, style, named, itemStarts } = this.config
     const policy = single as Policy
     // Plain data, no cycle: the policy's entry is an object of its own (one object more than
     // when `policies` held `info` itself, which made `c.json(c.var.rateLimit)` throw).
@@ -234,7 +237,7 @@ export function rateLimiter<E extends Env = Env>(
       key,
       policies: [shown],
     }
-    setInfo(c, info)
+    this.config.setInfo(c, info)
     // A limit that depends on the request: the policy field shows the one that applied.
     const policyNow =
       limitOf === undefined ? policyValue : policyItem(style, policy.name, d.limit, d.windowSeconds)
@@ -244,112 +247,113 @@ export function rateLimiter<E extends Env = Env>(
           RateLimit: rateLimitItem(policy.itemStart, d),
         }
       : fieldsOf(style, policyNow, itemStarts, [info], info)
-    return d.allowed ? proceedWith(c, [d], fields, proceed) : deny(c, info, fields)
+    return d.allowed ? this.#proceedWith(c, [d], fields, proceed) : this.#deny(c, info, fields)
   }
 
-  /** One policy under the limit the request's `limit` function gave. */
-  const decideUnder = (
+  /** Answers from the decisions of several policies. */
+  #respond(c: Context<E>, key: string, decisions: readonly Decision[], proceed: Proceed): Answer {
+    const { style, policyValue, itemStarts, names } = this.config
+    const { denied, shown, bind } = combine(decisions, names)
+    if (denied) {
+      this.#giveBack(decisions)
+    }
+    const info: RateLimitInfo = { ...bind, allowed: !denied, key, policies: shown }
+    this.config.setInfo(c, info)
+    const fields = fieldsOf(style, policyValue, itemStarts, shown, bind)
+    return denied ? this.#deny(c, info, fields) : this.#proceedWith(c, decisions, fields, proceed)
+  }
+
+  /** The denial: Retry-After and the fields on the handler's response. */
+  #deny(c: Context<E>, info: RateLimitInfo, fields: Fields): Response | Promise<Response> {
+    fields['Retry-After'] = String(info.retryAfterSeconds)
+    const res = this.config.handler(c, info)
+    return isPromise(res) ? res.then((r) => withFields(r, fields)) : withFields(res, fields)
+  }
+
+  /**
+   * Runs the route (`wrap`: it answers a Response; middleware: `next()`, after which the answer
+   * is `c.res`), adds the fields, and takes the request back when `refund` says so.
+   */
+  #proceedWith(
     c: Context<E>,
-    key: string,
-    policy: Policy,
-    limit: number | Promise<number>,
+    decisions: readonly Decision[],
+    fields: Fields,
     proceed: Proceed,
-  ): Answer => {
-    if (isPromise(limit)) {
-      return limit.then((l) => decideUnder(c, key, policy, l, proceed))
-    }
-    let decision: Decision | Promise<Decision>
+  ): Answer {
+    const refund = this.config.refund
+    let result: ReturnType<Proceed>
     try {
-      decision = policy.limiter.decide(key, { limit })
+      result = proceed()
     } catch (error) {
-      return failed(c, error)
+      if (refund !== undefined) {
+        this.#giveBack(decisions)
+      }
+      throw error
     }
-    return isPromise(decision)
-      ? decision.then(
-          (d) => respondOne(c, key, d, proceed),
-          (error: unknown) => failed(c, error),
-        )
-      : respondOne(c, key, decision, proceed)
-  }
-
-  const decideAll = (c: Context<E>, key: string, proceed: Proceed): Answer => {
-    if (typeof key !== 'string') {
-      throw new TypeError(`keyGenerator returned ${typeof key}, not a string`)
-    }
-    if (single !== undefined) {
-      if (limitOf !== undefined) {
-        return decideUnder(c, key, single, limitOf(c), proceed)
-      }
-      let decision: Decision | Promise<Decision>
-      try {
-        decision = single.limiter.decide(key)
-      } catch (error) {
-        return failed(c, error)
-      }
-      if (isPromise(decision)) {
-        return decision.then(
-          (d) => respondOne(c, key, d, proceed),
-          (error: unknown) => failed(c, error),
-        )
-      }
-      return respondOne(c, key, decision, proceed)
-    }
-    const pending = policies.map((p) => {
-      try {
-        return p.limiter.decide(key)
-      } catch (error) {
-        return Promise.reject(error instanceof Error ? error : new Error(String(error)))
-      }
-    })
-    if (!pending.some(isPromise)) {
-      return respond(c, key, pending as Decision[], proceed)
-    }
-    return Promise.allSettled(pending.map(async (p) => p)).then((settled) => {
-      const errors = settled.filter((s) => s.status === 'rejected')
-      if (errors.length > 0) {
-        // Take back what the policies that answered counted.
-        const done = settled.flatMap((s, i) =>
-          s.status === 'fulfilled' ? [{ d: s.value, i }] : [],
-        )
-        giveBack(
-          done.map((x) => x.d),
-          done.map((x) => x.i),
-        )
-        return failed(c, (errors[0] as PromiseRejectedResult).reason)
-      }
-      return respond(
-        c,
-        key,
-        settled.map((s) => (s as PromiseFulfilledResult<Decision>).value),
-        proceed,
+    if (isPromise(result)) {
+      return result.then(
+        (value) =>
+          this.#finish(c, decisions, fields, value instanceof Response ? value : undefined),
+        (error: unknown) => {
+          if (refund !== undefined) {
+            this.#giveBack(decisions)
+          }
+          throw error
+        },
       )
-    })
+    }
+    return this.#finish(c, decisions, fields, result)
   }
 
-  const keyThenDecide = (c: Context<E>, proceed: Proceed): Answer => {
-    const key = keyGenerator(c)
-    return isPromise(key) ? key.then((k) => decideAll(c, k, proceed)) : decideAll(c, key, proceed)
-  }
-
-  const run = (c: Context<E>, proceed: Proceed): Answer => {
-    if (skip !== undefined) {
-      const skipped = skip(c)
-      if (isPromise(skipped)) {
-        return skipped.then((yes) => (yes ? proceed() : keyThenDecide(c, proceed)))
+  /**
+   * The fields on the route's answer: `res` (a wrapped handler's), or, from the middleware,
+   * `c.res`; then the refund when `refund` asks for it.
+   */
+  #finish(
+    c: Context<E>,
+    decisions: readonly Decision[],
+    fields: Fields,
+    res: Response | undefined,
+  ): Response | undefined {
+    const { style, refund } = this.config
+    if (res === undefined) {
+      // Middleware: the route's answer is on the context.
+      const before = c.res
+      const after = style === 'none' ? before : withFields(before, fields)
+      if (after !== before) {
+        c.res = after
       }
-      if (skipped) {
-        return proceed()
+      if (refund?.(c, after) === true) {
+        this.#giveBack(decisions)
+      }
+      return undefined
+    }
+    const withThem = style === 'none' ? res : withFields(res, fields)
+    if (refund?.(c, withThem) === true) {
+      this.#giveBack(decisions)
+    }
+    return withThem
+  }
+
+  /** A store failure answers with the unavailable handler; anything else is thrown. */
+  #failed(c: Context<E>, error: unknown): Response | Promise<Response> {
+    // By code, not class: the store may come with another copy of @slidelimit/core.
+    if (isStoreError(error)) {
+      return this.config.unavailableHandler(c, error)
+    }
+    throw error
+  }
+
+  /** Takes back the admitted decisions (of the policies at `policyIndexes`, else in order). */
+  #giveBack(decisions: readonly Decision[], policyIndexes?: readonly number[]): void {
+    const { policies, logger } = this.config
+    for (const [i, decision] of decisions.entries()) {
+      if (decision.allowed) {
+        const policy = policies[policyIndexes?.[i] ?? i] as Policy
+        policy.limiter.refund(decision).catch((error: unknown) => {
+          logger?.debug('could not refund a request', { policy: policy.name, error: String(error) })
+        })
       }
     }
-    return keyThenDecide(c, proceed)
   }
-
-  const middleware = ((c: Context<E>, next: Next) =>
-    run(c, next)) as unknown as RateLimitMiddleware<E>
-  middleware.wrap = (route) => (c, next) =>
-    run(c, () => route(c, next)) as Response | Promise<Response>
-  Object.defineProperty(middleware, 'policies', {
-    value: policies.map(({ name, limiter }) => ({ name, limiter })),
-  })
-  return middleware
 }
