@@ -239,12 +239,13 @@ export interface Policy {
   readonly itemStart: string
 }
 
+/** The policies the options ask for: each named, with its own limiter, counting apart. */
 export function buildPolicies(options: RateLimiterOptions): Policy[] {
   const { limiter, store, limit, windowSeconds, bucketSeconds, policies, policyName } = options
   if (store !== undefined && typeof (store as Partial<Store>).update !== 'function') {
     reject('store', store, 'a Store')
   }
-  const built: { name: string; limiter: Limiter }[] = []
+  let built: { name: string; limiter: Limiter }[]
   if (policies !== undefined) {
     if (!Array.isArray(policies) || policies.length === 0) {
       reject('policies', policies, 'a non-empty list of policies')
@@ -253,84 +254,9 @@ export function buildPolicies(options: RateLimiterOptions): Policy[] {
       { limiter, limit, windowSeconds, bucketSeconds, policyName },
       'nothing with policies (set it on each policy)',
     )
-    for (const [i, policy] of (policies as PolicyOptions[]).entries()) {
-      if (typeof policy !== 'object') {
-        reject(`policies[${i}]`, policy, 'a policy object')
-      }
-      for (const name of Object.keys(policy)) {
-        if (!KNOWN_POLICY_OPTIONS.has(name)) {
-          reject(
-            `policies[${i}].${name}`,
-            (policy as Record<string, unknown>)[name],
-            'no such option',
-          )
-        }
-      }
-      const own = policy.limiter
-      if (own !== undefined) {
-        if (!isLimiter(own)) {
-          reject(`policies[${i}].limiter`, own, 'a limiter (createLimiter)')
-        }
-        if ((policy.limit ?? policy.windowSeconds ?? policy.bucketSeconds) !== undefined) {
-          reject(`policies[${i}].limit`, policy.limit, 'no limit or window with limiter')
-        }
-      } else if (store === undefined) {
-        reject('store', store, 'a Store for policies without a limiter')
-      }
-      const made =
-        own ??
-        createLimiter({
-          store: store as Store,
-          ...(policy.limit !== undefined && { limit: policy.limit }),
-          ...(policy.windowSeconds !== undefined && { windowSeconds: policy.windowSeconds }),
-          ...(policy.bucketSeconds !== undefined && { bucketSeconds: policy.bucketSeconds }),
-        })
-      const name = checkPolicyName(
-        policy.name ?? `q${made.limit}w${made.windowSeconds}`,
-        `policies[${i}].name`,
-      )
-      // Policies built here count apart even when their windows are alike.
-      built.push({
-        name,
-        limiter:
-          own ??
-          createLimiter({
-            store: store as Store,
-            limit: made.limit,
-            windowSeconds: made.windowSeconds,
-            bucketSeconds: made.bucketSeconds,
-            prefix: `p${name}:${made.prefix}`,
-          }),
-      })
-    }
+    built = (policies as PolicyOptions[]).map((policy, i) => listedPolicy(policy, i, store))
   } else {
-    if (limiter !== undefined && store !== undefined) {
-      reject('store', 'a store', 'either limiter or store, not both')
-    }
-    if (limiter !== undefined && !isLimiter(limiter)) {
-      reject('limiter', limiter, 'a limiter (createLimiter)')
-    }
-    if (limiter === undefined && store === undefined) {
-      reject('store', store, 'a Store (or give limiter or policies)')
-    }
-    if (
-      limiter !== undefined &&
-      ((typeof limit === 'function' ? undefined : limit) ?? windowSeconds ?? bucketSeconds) !==
-        undefined
-    ) {
-      reject('limit', limit, 'no limit or window options with limiter (set them on it)')
-    }
-    built.push({
-      name: checkPolicyName(policyName ?? 'default'),
-      limiter:
-        limiter ??
-        createLimiter({
-          store: store as Store,
-          ...(typeof limit === 'number' && { limit }),
-          ...(windowSeconds !== undefined && { windowSeconds }),
-          ...(bucketSeconds !== undefined && { bucketSeconds }),
-        }),
-    })
+    built = [onlyPolicy(options)]
   }
   const names = new Set<string>()
   for (const [i, { name, limiter: l }] of built.entries()) {
@@ -345,6 +271,90 @@ export function buildPolicies(options: RateLimiterOptions): Policy[] {
     }
   }
   return built.map(({ name, limiter: l }) => ({ name, limiter: l, itemStart: itemStartOf(name) }))
+}
+
+/** Policy `i` of the `policies` option, checked, with its limiter (made on `store` if it has none). */
+function listedPolicy(
+  policy: PolicyOptions,
+  i: number,
+  store: Store | undefined,
+): { name: string; limiter: Limiter } {
+  if (typeof policy !== 'object') {
+    reject(`policies[${i}]`, policy, 'a policy object')
+  }
+  for (const name of Object.keys(policy)) {
+    if (!KNOWN_POLICY_OPTIONS.has(name)) {
+      reject(`policies[${i}].${name}`, (policy as Record<string, unknown>)[name], 'no such option')
+    }
+  }
+  const own = policy.limiter
+  if (own !== undefined) {
+    if (!isLimiter(own)) {
+      reject(`policies[${i}].limiter`, own, 'a limiter (createLimiter)')
+    }
+    if ((policy.limit ?? policy.windowSeconds ?? policy.bucketSeconds) !== undefined) {
+      reject(`policies[${i}].limit`, policy.limit, 'no limit or window with limiter')
+    }
+  } else if (store === undefined) {
+    reject('store', store, 'a Store for policies without a limiter')
+  }
+  const made =
+    own ??
+    createLimiter({
+      store: store as Store,
+      ...(policy.limit !== undefined && { limit: policy.limit }),
+      ...(policy.windowSeconds !== undefined && { windowSeconds: policy.windowSeconds }),
+      ...(policy.bucketSeconds !== undefined && { bucketSeconds: policy.bucketSeconds }),
+    })
+  const name = checkPolicyName(
+    policy.name ?? `q${made.limit}w${made.windowSeconds}`,
+    `policies[${i}].name`,
+  )
+  // Policies built here count apart even when their windows are alike.
+  return {
+    name,
+    limiter:
+      own ??
+      createLimiter({
+        store: store as Store,
+        limit: made.limit,
+        windowSeconds: made.windowSeconds,
+        bucketSeconds: made.bucketSeconds,
+        prefix: `p${name}:${made.prefix}`,
+      }),
+  }
+}
+
+/** The one policy of options without `policies`: their `limiter`, or one made on their `store`. */
+function onlyPolicy(options: RateLimiterOptions): { name: string; limiter: Limiter } {
+  const { limiter, store, limit, windowSeconds, bucketSeconds, policyName } = options
+  if (limiter !== undefined && store !== undefined) {
+    reject('store', 'a store', 'either limiter or store, not both')
+  }
+  if (limiter !== undefined && !isLimiter(limiter)) {
+    reject('limiter', limiter, 'a limiter (createLimiter)')
+  }
+  if (limiter === undefined && store === undefined) {
+    reject('store', store, 'a Store (or give limiter or policies)')
+  }
+  if (
+    limiter !== undefined &&
+    ((typeof limit === 'function' ? undefined : limit) ?? windowSeconds ?? bucketSeconds) !==
+      undefined
+  ) {
+    reject('limit', limit, 'no limit or window options with limiter (set them on it)')
+  }
+  return {
+    name: checkPolicyName(policyName ?? 'default'),
+    limiter:
+      limiter ??
+      createLimiter({
+        store: store as Store,
+        ...(typeof limit === 'number' && { limit }),
+        ...(windowSeconds !== undefined && { windowSeconds }),
+        ...(bucketSeconds !== undefined && { bucketSeconds }),
+      }),
+  }
 }
 
 /** The options checked and turned into what the middleware runs on. */
