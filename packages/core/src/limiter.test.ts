@@ -283,6 +283,32 @@ describe('SlidingWindowLimiter store traffic (1 h window, 1 s buckets)', () => {
     expect(store.calls).toBe(calls)
   })
 
+  it('remembers no denial decided while a refund is still on its way to the store', async () => {
+    let t = T0 + 7_500
+    const inner = new SyncMapStore(() => t)
+    // updateSync answers at once; update (which a refund uses) lands a moment later
+    const store: Store = {
+      name: 'deferred',
+      updateSync: (key, increments, reads, ttl) => inner.updateSync(key, increments, reads, ttl),
+      update: (key, increments, reads, ttl) =>
+        new Promise((resolve) => {
+          setTimeout(() => {
+            resolve(inner.apply(key, increments, reads, ttl))
+          }, 1)
+        }),
+      ping: () => Promise.resolve(),
+      close: () => Promise.resolve(),
+    }
+    const limiter = createLimiter({ store, now: () => t, limit: 2, windowSeconds: 60 })
+    const first = limiter.decide('a') as Decision
+    expect(limiter.decide('a')).toMatchObject({ allowed: true, remaining: 0 })
+    const refunded = limiter.refund(first) // not awaited, as the middleware's refund option does
+    expect(limiter.decide('a')).toMatchObject({ allowed: false })
+    await refunded
+    t += 1000
+    expect(limiter.decide('a')).toMatchObject({ allowed: true, remaining: 0 })
+  })
+
   it('turns whatever a store throws or rejects with into a StoreError, never a crash', async () => {
     const failures: [string, () => never][] = [
       [

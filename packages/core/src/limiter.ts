@@ -184,13 +184,18 @@ export class SlidingWindowLimiter {
     const entry = this.#cache.get(decision.id)
     if (entry !== undefined) {
       entry.denial = undefined
-      // A denial in flight read counts from before the refund: it must not be remembered.
+      // Until the store has it, a denial decided meanwhile read counts from before the refund:
+      // it must not be remembered (see Entry.started).
       entry.started++
-      entry.answered++
       uncount(entry, decision.bucket)
     }
     const rollback = this.#window.incrementsFor(decision.bucket, -1)
-    await this.#update(this.prefix + decision.id, rollback, NO_READS, entry, () => undefined)
+    const landed = (): void => {
+      if (entry !== undefined) {
+        entry.answered++
+      }
+    }
+    await this.#update(this.prefix + decision.id, rollback, NO_READS, entry, landed, landed)
   }
 
   /**
@@ -226,7 +231,8 @@ export class SlidingWindowLimiter {
     }
     const entry = plan.entry
     if (this.store.updateSync !== undefined) {
-      // Nothing overlaps a synchronous decision: it is alone, and counts as the latest one.
+      // A synchronous decision overlaps no other decision, only a refund still on its way.
+      plan.alone = entry === undefined || entry.answered === entry.started
       plan.seq = entry?.started ?? 0
       const values = this.#updateSync(plan.key, plan.increments, plan.reads.slots, entry)
       return this.#decideOnReply(plan, values)
@@ -427,7 +433,7 @@ export class SlidingWindowLimiter {
         readAt: entry.readAt,
         cachedSum: entry.sum,
         seq: entry.started,
-        alone: true,
+        alone: entry.answered === entry.started,
       }
       return this.#deny(request, countedUnits(entry.units, entry.first), current - 1, sum)
     }

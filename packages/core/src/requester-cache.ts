@@ -77,7 +77,7 @@ export interface Entry extends StoreCell {
   /** The requester's denials: absent until it is first denied (most never are). */
   denial: Denial | undefined
   /**
-   * Decisions sent to the store for this requester (and refunds), and those answered (or
+   * Decisions and refunds sent to the store for this requester, and those answered (or
    * failed): a denial is remembered only when nothing overlapped it, because the counts it read
    * may hold another denied request's increment before its rollback, or a refunded request
    * (its wait would be too long).
