@@ -1,7 +1,7 @@
 // The options people look for coming from express-rate-limit: message and statusCode, the
 // context variable's name, and a limit that depends on the request.
 
-import { ConfigError, createLimiter } from '@slidelimit/core'
+import { ConfigError, StoreError, createLimiter } from '@slidelimit/core'
 import { MemoryStore } from '@slidelimit/store-memory'
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
@@ -145,4 +145,57 @@ describe('limit as a function of the request', () => {
       expect(pro.headers.get('RateLimit')).toBe('"default";r=2;t=60')
     },
   )
+})
+
+describe('callbacks', () => {
+  it('are called as plain functions: no `this` (never the middleware own configuration)', async () => {
+    const seen: Record<string, unknown> = {}
+    const app = new Hono()
+    app.use(
+      '/a/*',
+      rateLimiter({
+        store: new MemoryStore({ sweepIntervalMs: 0 }),
+        limit: 1,
+        keyGenerator(this: unknown) {
+          seen.keyGenerator = this
+          return 'k'
+        },
+        skip(this: unknown) {
+          seen.skip = this
+          return false
+        },
+        handler(this: unknown, c) {
+          seen.handler = this
+          return c.text('no', 429)
+        },
+      }),
+    )
+    app.use(
+      '/b/*',
+      rateLimiter({
+        keyGenerator: () => 'k',
+        store: {
+          name: 'down',
+          update: () => Promise.reject(new StoreError('down', 'boom')),
+          ping: () => Promise.resolve(),
+          close: () => Promise.resolve(),
+        },
+        unavailableHandler(this: unknown, c) {
+          seen.unavailableHandler = this
+          return c.text('down', 503)
+        },
+      }),
+    )
+    app.get('*', (c) => c.text('ok'))
+    await app.request('/a/x')
+    expect((await app.request('/a/x')).status).toBe(429)
+    expect((await app.request('/b/x')).status).toBe(503)
+    expect(seen).toEqual({
+      keyGenerator: undefined,
+      skip: undefined,
+      handler: undefined,
+      unavailableHandler: undefined,
+    })
+    expect(Object.keys(seen)).toHaveLength(4)
+  })
 })

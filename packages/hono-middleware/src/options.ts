@@ -254,7 +254,8 @@ export function buildPolicies(options: RateLimiterOptions): Policy[] {
       { limiter, limit, windowSeconds, bucketSeconds, policyName },
       'nothing with policies (set it on each policy)',
     )
-    built = (policies as PolicyOptions[]).map((policy, i) => listedPolicy(policy, i, store))
+    // Array.from, not map: a hole in the list is a policy too (undefined, refused by name).
+    built = Array.from(policies as PolicyOptions[], (policy, i) => listedPolicy(policy, i, store))
   } else {
     built = [onlyPolicy(options)]
   }
@@ -279,7 +280,7 @@ function listedPolicy(
   i: number,
   store: Store | undefined,
 ): { name: string; limiter: Limiter } {
-  if (typeof policy !== 'object') {
+  if (typeof policy !== 'object' || (policy as PolicyOptions | null) === null) {
     reject(`policies[${i}]`, policy, 'a policy object')
   }
   for (const name of Object.keys(policy)) {

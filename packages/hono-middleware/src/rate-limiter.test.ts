@@ -159,6 +159,9 @@ describe('rateLimiter', () => {
       { store, headers: 'yes' },
       { store, keyGenerator: 'ip' },
       { store, limit: 0 },
+      // eslint-disable-next-line no-sparse-arrays -- a hole in the list is a bad policy
+      { store, policies: [{ limit: 1 }, , { limit: 2 }] },
+      { store, policies: [{ limit: 1 }, null] },
     ]
     for (const options of bad) {
       expect(() => rateLimiter(options as RateLimiterOptions)).toThrow(ConfigError)

@@ -95,7 +95,9 @@ export function rateLimiter<E extends Env = Env>(
 
 /**
  * One middleware's flow, top to bottom: skip, key, decide (one policy, one under a limit of the
- * request's, or several), then answer (the denial, or the route with the header fields).
+ * request's, or several), then answer (the denial, or the route with the header fields). The
+ * user's callbacks are taken out of `config` before they are called, so that they never get it
+ * as `this`.
  */
 class LimitFlow<E extends Env> {
   constructor(readonly config: Resolved<E>) {}
@@ -116,7 +118,8 @@ class LimitFlow<E extends Env> {
   }
 
   #keyThenDecide(c: Context<E>, proceed: Proceed): Answer {
-    const key = this.config.keyGenerator(c)
+    const { keyGenerator } = this.config
+    const key = keyGenerator(c)
     return isPromise(key)
       ? key.then((k) => this.#decide(c, k, proceed))
       : this.#decide(c, key, proceed)
@@ -237,7 +240,8 @@ class LimitFlow<E extends Env> {
       key,
       policies: [shown],
     }
-    this.config.setInfo(c, info)
+    const { setInfo } = this.config
+    setInfo(c, info)
     // A limit that depends on the request: the policy field shows the one that applied.
     const policyNow =
       limitOf === undefined ? policyValue : policyItem(style, policy.name, d.limit, d.windowSeconds)
@@ -258,7 +262,8 @@ class LimitFlow<E extends Env> {
       this.#giveBack(decisions)
     }
     const info: RateLimitInfo = { ...bind, allowed: !denied, key, policies: shown }
-    this.config.setInfo(c, info)
+    const { setInfo } = this.config
+    setInfo(c, info)
     const fields = fieldsOf(style, policyValue, itemStarts, shown, bind)
     return denied ? this.#deny(c, info, fields) : this.#proceedWith(c, decisions, fields, proceed)
   }
@@ -266,7 +271,8 @@ class LimitFlow<E extends Env> {
   /** The denial: Retry-After and the fields on the handler's response. */
   #deny(c: Context<E>, info: RateLimitInfo, fields: Fields): Response | Promise<Response> {
     fields['Retry-After'] = String(info.retryAfterSeconds)
-    const res = this.config.handler(c, info)
+    const { handler } = this.config
+    const res = handler(c, info)
     return isPromise(res) ? res.then((r) => withFields(r, fields)) : withFields(res, fields)
   }
 
@@ -339,7 +345,8 @@ class LimitFlow<E extends Env> {
   #failed(c: Context<E>, error: unknown): Response | Promise<Response> {
     // By code, not class: the store may come with another copy of @slidelimit/core.
     if (isStoreError(error)) {
-      return this.config.unavailableHandler(c, error)
+      const { unavailableHandler } = this.config
+      return unavailableHandler(c, error)
     }
     throw error
   }
