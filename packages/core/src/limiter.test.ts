@@ -1,5 +1,5 @@
 import fc from 'fast-check'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { ConfigError, StoreError } from './errors.js'
 import { createLimiter } from './limiter.js'
 import type { Decision } from './limiter.js'
@@ -307,6 +307,117 @@ describe('SlidingWindowLimiter store traffic (1 h window, 1 s buckets)', () => {
     await refunded
     t += 1000
     expect(limiter.decide('a')).toMatchObject({ allowed: true, remaining: 0 })
+  })
+
+  describe('a refund on its way to the store', () => {
+    afterEach(() => {
+      vi.useRealTimers()
+    })
+
+    /**
+     * An async store on a Map: decisions land after 1 ms, and the next call made while
+     * `refunding` is set (a refund: `limiter.refund` calls the store before it returns) hangs,
+     * fails or lands after 50 ms.
+     */
+    function refundingStore(now: () => number, refunds: 'hang' | 'fail' | 'later') {
+      const inner = new MapStore(now)
+      let calls = 0
+      let refunding = false
+      const store: Store = {
+        name: 'refunding',
+        update: (key, increments, reads, ttl) => {
+          calls++
+          const refund = refunding
+          refunding = false
+          if (refund && refunds === 'hang') {
+            return new Promise<number[]>(() => undefined)
+          }
+          if (refund && refunds === 'fail') {
+            return Promise.reject(new Error('blip'))
+          }
+          return new Promise((resolve) => {
+            setTimeout(
+              () => {
+                resolve(inner.apply(key, increments, reads, ttl))
+              },
+              refund ? 50 : 1,
+            )
+          })
+        },
+        ping: () => Promise.resolve(),
+        close: () => Promise.resolve(),
+      }
+      const refund = (limiter: ReturnType<typeof createLimiter>, decision: Decision) => {
+        refunding = true
+        return limiter.refund(decision)
+      }
+      return { store, calls: () => calls, refund }
+    }
+
+    it('that never lands stops keeping denials from being remembered after 5 s', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+      try {
+        let t = T0 + 7_500
+        const { store, calls, refund } = refundingStore(() => t, 'hang')
+        const limiter = createLimiter({ store, now: () => t, limit: 2, windowSeconds: 60 })
+        const decide = async (): Promise<Decision> => {
+          const pending = limiter.consume('a')
+          await vi.advanceTimersByTimeAsync(2)
+          return pending
+        }
+        const first = await decide()
+        await decide()
+        void refund(limiter, first)
+        // The store never took it back: still at the limit.
+        expect(await decide()).toMatchObject({ allowed: false })
+        const before = calls()
+        await decide()
+        // The refund is under way: each denial goes to the store (a decision and its rollback).
+        expect(calls() - before).toBe(2)
+        t += 5000
+        await vi.advanceTimersByTimeAsync(5000)
+        expect(await decide()).toMatchObject({ allowed: false })
+        const after = calls()
+        t += 1000
+        expect(await decide()).toMatchObject({ allowed: false })
+        expect(calls()).toBe(after)
+      } finally {
+        vi.useRealTimers()
+      }
+    })
+
+    it('is known to decisions of a requester dropped from the cache before the refund', async () => {
+      let t = T0 + 7_500
+      const { store, refund } = refundingStore(() => t, 'later')
+      const limiter = createLimiter({
+        store,
+        now: () => t,
+        limit: 3,
+        windowSeconds: 60,
+        cacheSize: 1,
+      })
+      const admitted = await consumeMany(limiter, 'a', 3)
+      await limiter.consume('b') // drops a
+      const landed = refund(limiter, admitted[0] as Decision) // not awaited, as the middleware does
+      expect(await limiter.consume('a')).toMatchObject({ allowed: false })
+      await landed
+      t += 1000
+      expect(await limiter.consume('a')).toMatchObject({ allowed: true, remaining: 0 })
+    })
+
+    it('that fails leaves the cached counts showing the request', async () => {
+      let t = T0 + 7_500
+      const { store, refund } = refundingStore(() => t, 'fail')
+      const limiter = createLimiter({ store, now: () => t, limit: 3, windowSeconds: 60 })
+      const admitted = await consumeMany(limiter, 'a', 3)
+      t += 3000 // the three have settled and are cached
+      expect(await limiter.consume('a')).toMatchObject({ allowed: false })
+      for (const decision of admitted) {
+        await expect(refund(limiter, decision)).rejects.toThrow(StoreError)
+      }
+      t += 100
+      expect(await limiter.consume('a')).toMatchObject({ allowed: false })
+    })
   })
 
   it('turns whatever a store throws or rejects with into a StoreError, never a crash', async () => {

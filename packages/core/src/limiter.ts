@@ -46,6 +46,8 @@ export type { Decision, DecideOptions, LimiterOptions } from './limiter-options.
 /** Ids longer than this are replaced by their SHA-256 (then `Decision.id` is that hash). */
 const LONGEST_ID = 128
 const NO_READS: readonly number[] = []
+/** Milliseconds after which a refund the store has not answered counts as landed. */
+const REFUND_WAIT_MS = RECHECK_MS
 
 /** The id a requester is held by: a long id (a token, a hostile header) by its hash. */
 function heldId(id: string): string {
@@ -181,21 +183,38 @@ export class SlidingWindowLimiter {
     if (!decision.allowed || decision.bucket < 0) {
       return
     }
-    const entry = this.#cache.get(decision.id)
+    // The requester's entry, made again if it was dropped since: a decision made while the
+    // refund is on its way must know of it.
+    const entry = this.cacheSize === 0 ? undefined : this.#entryNow(decision.id, this.#now())
+    let timer: ReturnType<typeof setTimeout> | undefined
+    let underWay = entry !== undefined
+    const landed = (): void => {
+      if (underWay) {
+        underWay = false
+        clearTimeout(timer)
+        ;(entry as Entry).answered++
+      }
+    }
     if (entry !== undefined) {
       entry.denial = undefined
       // Until the store has it, a denial decided meanwhile read counts from before the refund:
-      // it must not be remembered (see Entry.started).
+      // it must not be remembered (see Entry.started). A store that never answers must not keep
+      // the requester's denials from being remembered for good: past REFUND_WAIT_MS it counts
+      // as landed.
       entry.started++
+      timer = setTimeout(landed, REFUND_WAIT_MS)
+      // unref where the runtime has it (Node, Bun; Deno's timers are numbers)
+      ;(timer as { unref?: () => void }).unref?.()
       uncount(entry, decision.bucket)
     }
     const rollback = this.#window.incrementsFor(decision.bucket, -1)
-    const landed = (): void => {
+    await this.#update(this.prefix + decision.id, rollback, NO_READS, entry, landed, () => {
+      landed()
       if (entry !== undefined) {
-        entry.answered++
+        // The store may not have taken the request back: the cached counts must not show it gone.
+        forgetUnits(entry, this.#now())
       }
-    }
-    await this.#update(this.prefix + decision.id, rollback, NO_READS, entry, landed, landed)
+    })
   }
 
   /**
@@ -222,6 +241,18 @@ export class SlidingWindowLimiter {
       // A decision made meanwhile may have cached counts read before the removal.
       this.#cache.delete(held)
     }
+  }
+
+  /** The cached entry of `id` at `nowMs` (made when there is none). */
+  #entryNow(id: string, nowMs: number): Entry {
+    const window = this.#window
+    const bucket = window.bucketAt(nowMs)
+    return this.#cache.at(
+      id,
+      nowMs,
+      window.oldestWith(bucket),
+      window.settledThrough(nowMs, bucket),
+    )
   }
 
   /** Sends a decision's plan to the store and decides on the reply. */
