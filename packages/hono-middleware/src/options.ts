@@ -260,11 +260,13 @@ export function buildPolicies(options: RateLimiterOptions): Policy[] {
     built = [onlyPolicy(options)]
   }
   const names = new Set<string>()
-  for (const [i, { name, limiter: l }] of built.entries()) {
+  for (const { name } of built) {
     if (names.has(name)) {
       reject('policies', name, 'policies with different names')
     }
     names.add(name)
+  }
+  for (const [i, { name, limiter: l }] of built.entries()) {
     for (const other of built.slice(i + 1)) {
       if (other.limiter.store === l.store && other.limiter.prefix === l.prefix) {
         reject('policies', name, 'limiters that do not share counters (give each its own prefix)')
@@ -280,7 +282,11 @@ function listedPolicy(
   i: number,
   store: Store | undefined,
 ): { name: string; limiter: Limiter } {
-  if (typeof policy !== 'object' || (policy as PolicyOptions | null) === null) {
+  if (
+    typeof policy !== 'object' ||
+    (policy as PolicyOptions | null) === null ||
+    Array.isArray(policy)
+  ) {
     reject(`policies[${i}]`, policy, 'a policy object')
   }
   for (const name of Object.keys(policy)) {
@@ -389,7 +395,7 @@ export interface Resolved<E extends Env> {
  * and their limiters, the key, the denial, the header style and what it builds once.
  */
 export function resolveOptions<E extends Env>(options: RateLimiterOptions<E>): Resolved<E> {
-  if (typeof options !== 'object') {
+  if (typeof options !== 'object' || (options as unknown) === null || Array.isArray(options)) {
     reject('options', options, 'an object')
   }
   for (const name of Object.keys(options)) {

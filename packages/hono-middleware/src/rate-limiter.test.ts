@@ -162,10 +162,21 @@ describe('rateLimiter', () => {
       // eslint-disable-next-line no-sparse-arrays -- a hole in the list is a bad policy
       { store, policies: [{ limit: 1 }, , { limit: 2 }] },
       { store, policies: [{ limit: 1 }, null] },
+      { store, policies: [[]] },
+      null,
+      [],
     ]
     for (const options of bad) {
       expect(() => rateLimiter(options as RateLimiterOptions)).toThrow(ConfigError)
     }
+    const twice = {
+      store,
+      policies: [
+        { name: 'a', limit: 1 },
+        { name: 'a', limit: 2 },
+      ],
+    }
+    expect(() => rateLimiter(twice)).toThrow(/different names/)
   })
 })
 
