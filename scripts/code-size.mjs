@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import ts from 'typescript'
 
+// Paths are from the repository's root, wherever this runs.
+process.chdir(execFileSync('git', ['rev-parse', '--show-toplevel'], { encoding: 'utf8' }).trim())
 const files =
   process.argv.length > 2
     ? process.argv.slice(2)
@@ -17,6 +19,7 @@ const files =
 
 function nameOf(node, sf) {
   if (node.name !== undefined) return node.name.getText(sf)
+  if (ts.isConstructorDeclaration(node)) return 'constructor'
   const parent = node.parent
   if (parent && ts.isVariableDeclaration(parent)) return parent.name.getText(sf)
   if (parent && ts.isPropertyAssignment(parent)) return parent.name.getText(sf)

@@ -4,7 +4,7 @@
 # median of each. For before/after checks of core and store-memory changes:
 #   apps/bench/scripts/decide-ab.sh OLD_TREE NEW_TREE [CLIENTS] [ROUNDS]
 set -euo pipefail
-A=$1 B=$2 C=${3:-10000} R=${4:-10}
+A=$(realpath "$1") B=$(realpath "$2") C=${3:-10000} R=${4:-10}
 script=$(mktemp --suffix .mjs)
 trap 'rm -f "$script"' EXIT
 cat > "$script" <<'JS'
@@ -28,5 +28,8 @@ for r in $(seq "$R"); do
     b+=("$(taskset -c 0 node "$script" "$B" "$C")"); a+=("$(taskset -c 0 node "$script" "$A" "$C")")
   fi
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+median() {
+  printf '%s\n' "$@" | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 echo "clients $C, $R rounds: $(basename "$A") $(median "${a[@]}") ns, $(basename "$B") $(median "${b[@]}") ns per decision (median)"

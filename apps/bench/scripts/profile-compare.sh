@@ -8,7 +8,7 @@
 # (src/profile.ts). Needs: pnpm build in TREE, wrk, taskset; memcached on 127.0.0.1:11211 for
 # the memcache servers.
 set -euo pipefail
-T=$1 K=$2 C=${3:-1} L=${4:-1000000000}
+T=$(realpath "$1") K=$2 C=${3:-1} L=${4:-1000000000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
@@ -19,12 +19,18 @@ else
 fi
 P=/
 case $K in *-api) P=/api/hello ;; esac
-BENCH_SERVER=$K BENCH_LIMIT=$L BENCH_MEMCACHED=127.0.0.1:11211 PORT=7020 taskset -c 0 \
-  node --cpu-prof --cpu-prof-dir="$d" --cpu-prof-interval=100 "$T/apps/bench/dist/server.js" > /dev/null 2>&1 &
+PORT=${PORT:-7020}
+BENCH_SERVER=$K BENCH_LIMIT=$L BENCH_MEMCACHED=127.0.0.1:11211 PORT=$PORT taskset -c 0 \
+  node --cpu-prof --cpu-prof-dir="$d" --cpu-prof-interval=100 "$T/apps/bench/dist/server.js" > "$d/server.log" 2>&1 &
 pid=$!
-sleep 1.2
-taskset -c 1 wrk -t1 -c64 -d1s -s "$d/load.lua" "http://127.0.0.1:7020$P" > /dev/null
-rps=$(taskset -c 1 wrk -t1 -c64 -d4s -s "$d/load.lua" "http://127.0.0.1:7020$P" | awk '/Requests\/sec/{print $2}')
+# Wait until it answers (the profile covers start-up too; the warm-up load below dilutes it).
+for _ in $(seq 100); do
+  curl -s -o /dev/null "http://127.0.0.1:$PORT$P" && break
+  kill -0 $pid 2> /dev/null || { echo "the server exited:" >&2; cat "$d/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+taskset -c 1 wrk -t1 -c64 -d1s -s "$d/load.lua" "http://127.0.0.1:$PORT$P" > /dev/null
+rps=$(taskset -c 1 wrk -t1 -c64 -d4s -s "$d/load.lua" "http://127.0.0.1:$PORT$P" | awk '/Requests\/sec/{print $2}')
 kill -TERM $pid
 wait $pid 2> /dev/null || true
 f=$(ls "$d"/*.cpuprofile)
