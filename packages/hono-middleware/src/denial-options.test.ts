@@ -10,11 +10,14 @@ import type { RateLimitInfo } from './rate-limiter.js'
 import type { RateLimiterOptions } from './options.js'
 
 function denied(options: Partial<RateLimiterOptions>) {
-  const store = new MemoryStore({ sweepIntervalMs: 0 })
+  // A fixed clock: the two requests must fall in one bucket, however slow the machine.
+  const now = () => 1_700_000_000_000
+  const store = new MemoryStore({ sweepIntervalMs: 0, now })
+  const limiter = createLimiter({ store, limit: 1, now })
   const app = new Hono()
   app.get(
     '/',
-    rateLimiter({ store, limit: 1, keyGenerator: () => 'k', ...options }).wrap((c) => c.text('ok')),
+    rateLimiter({ limiter, keyGenerator: () => 'k', ...options }).wrap((c) => c.text('ok')),
   )
   return async () => {
     await app.request('/')
