@@ -481,14 +481,7 @@ export class SlidingWindowLimiter {
     for (let i = increments.length; i < values.length; i++) {
       sum += values[i] ?? 0
     }
-    if (
-      entry !== undefined &&
-      (plan.edgeReads > 0 || plan.newlySettled > 0) &&
-      entry.version === plan.version &&
-      entry.epoch === this.store.epochOf?.(entry.key)
-    ) {
-      cacheReads(entry, plan, values)
-    }
+    this.#cacheSettled(plan, values)
     if (sum > plan.limit) {
       return this.#deny(plan, countedOf(plan, values), current - 1, sum)
     }
@@ -506,6 +499,22 @@ export class SlidingWindowLimiter {
       oldest < 0 ? bucket : oldest,
       plan.limit,
     )
+  }
+
+  /**
+   * Caches the settled values a reply brought, when the plan read any and its entry is as it was
+   * (same version, same store epoch).
+   */
+  #cacheSettled(plan: Plan, values: number[]): void {
+    const entry = plan.entry
+    if (
+      entry !== undefined &&
+      (plan.edgeReads > 0 || plan.newlySettled > 0) &&
+      entry.version === plan.version &&
+      entry.epoch === this.store.epochOf?.(entry.key)
+    ) {
+      cacheReads(entry, plan, values)
+    }
   }
 
   /** An admitted decision: `sum` counted with this request, the oldest leaving after `leave`. */
@@ -614,14 +623,7 @@ export class SlidingWindowLimiter {
    */
   async #peeked(plan: Plan, values: number[]): Promise<Decision> {
     const { entry, bucket, nowMs, limit, id } = plan
-    if (
-      entry !== undefined &&
-      (plan.edgeReads > 0 || plan.newlySettled > 0) &&
-      entry.version === plan.version &&
-      entry.epoch === this.store.epochOf?.(entry.key)
-    ) {
-      cacheReads(entry, plan, values)
-    }
+    this.#cacheSettled(plan, values)
     const counted = countedOf(plan, values)
     let sum = 0
     let oldest = -1
