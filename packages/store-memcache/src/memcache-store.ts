@@ -19,6 +19,7 @@ import type { BatchContext } from './counter-batch.js'
 import { type Placement, Placements } from './placements.js'
 import { Opcode, Status, encodeBatch, encodeRequest, expiryField } from './protocol.js'
 import { Removal } from './removal.js'
+import type { RemovalContext } from './removal.js'
 import { ServerRing } from './ring.js'
 import {
   type MemcacheEvent,
@@ -58,38 +59,28 @@ export class MemcacheStore implements Store {
   readonly #now: () => number
   readonly #connectTimeoutMs: number
   readonly #loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS })
-  /** What a batch needs of the store. */
-  readonly #context: BatchContext
+  /** What a batch and a remove need of the store. */
+  readonly #context: BatchContext & RemovalContext
   #lastId: number
   #closed = false
   #closing: Promise<void> | undefined
 
   constructor(options: MemcacheStoreOptions = {}) {
-    const {
-      addresses,
-      names,
-      deadlineMs,
-      connectTimeoutMs: connectMs,
-      prefix,
-      onEvent,
-      keepAlive,
-      username,
-      password,
-      now,
-      firstRequestId,
-    } = resolveStoreOptions(options)
+    const settings = resolveStoreOptions(options)
+    const { addresses, names, deadlineMs, connectTimeoutMs } = settings
     this.deadlineMs = deadlineMs
-    this.#connectTimeoutMs = connectMs
-    this.prefix = prefix
-    this.#onEvent = onEvent
-    this.#now = now
-    this.#lastId = (firstRequestId - 1) >>> 0
+    this.#connectTimeoutMs = connectTimeoutMs
+    this.prefix = settings.prefix
+    this.#onEvent = settings.onEvent
+    this.#now = settings.now
+    this.#lastId = (settings.firstRequestId - 1) >>> 0
     this.#context = {
       name: this.name,
       nextId: () => this.#nextId(),
       emit: (event) => {
         this.#emit(event)
       },
+      closed: () => this.#closed,
     }
     this.servers = names
     this.shards = names
@@ -98,10 +89,10 @@ export class MemcacheStore implements Store {
       ({ host, port }, i) =>
         new Connection(host, port, this.servers[i] as string, {
           deadlineMs,
-          connectTimeoutMs: connectMs,
-          keepAlive,
-          username,
-          password,
+          connectTimeoutMs,
+          keepAlive: settings.keepAlive,
+          username: settings.username,
+          password: settings.password,
           store: this.name,
           loopDelayMs: () => this.#takeLoopDelay(),
           onState: ({ server, state, error, restored }) => {
@@ -119,12 +110,8 @@ export class MemcacheStore implements Store {
     const ring = new ServerRing(
       addresses.map((address, i) => ({ address, name: names[i] as string })),
     )
-    this.#placements = new Placements(prefix, ring, this.#byServer, this)
-    this.#removal = new Removal({
-      name: this.name,
-      nextId: () => this.#nextId(),
-      closed: () => this.#closed,
-    })
+    this.#placements = new Placements(this.prefix, ring, this.#byServer, this)
+    this.#removal = new Removal(this.#context)
   }
 
   /** The memcached key prefix for a requester: prefix, then a hash of the key. */
